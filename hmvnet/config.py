@@ -37,8 +37,6 @@ class PreprocessConfig:
     """Fraction of the superior z-extent searched for the brain."""
     head_zscore_threshold: float = 1.0
     """PET z-score threshold for the brain search."""
-    pad_to_multiple: int = 32
-    """Network input sizes are padded to a multiple of this (Swin: 2**5)."""
 
 
 @dataclass(frozen=True)
