@@ -59,7 +59,9 @@ def find_image(folder: Path, role: str) -> Path:
     """The single image file (or DICOM series folder) in ``folder``; ``role`` ("CT", "PET") names it in errors."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{role}: folder {folder} does not exist (expected one .mha, .nii.gz or DICOM series)")
+        raise InputError(
+            f"{role}: folder {folder} does not exist (expected one .mha, .nii.gz or DICOM series)"
+        )
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     images = [p for p in entries if p.is_file() and _has_image_suffix(p)]
     if len(images) > 1:
@@ -103,9 +105,13 @@ def read_image(path: Path, role: str, pixel_type: int = sitk.sitkFloat32) -> sit
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = image[:, :, :, 0]
     if image.GetDimension() != 3:
-        raise InputError(f"{role}: {path} is {image.GetDimension()}-D with size {image.GetSize()}; expected a 3-D volume")
+        raise InputError(
+            f"{role}: {path} is {image.GetDimension()}-D with size {image.GetSize()}; expected a 3-D volume"
+        )
     if min(image.GetSize()) < 2:
-        raise InputError(f"{role}: {path} has size {image.GetSize()}; expected a 3-D volume with >= 2 voxels per axis")
+        raise InputError(
+            f"{role}: {path} has size {image.GetSize()}; expected a 3-D volume with >= 2 voxels per axis"
+        )
     image = sitk.Cast(image, pixel_type)
     if pixel_type in (sitk.sitkFloat32, sitk.sitkFloat64):
         image = _clean_nonfinite(image, path, role)
@@ -125,7 +131,9 @@ def _clean_nonfinite(image: sitk.Image, path: Path, role: str) -> sitk.Image:
             f"{MAX_NONFINITE_FRACTION:.0%} can be cleaned"
         )
     fill = CT_FILL_HU if role.upper().startswith("CT") else 0.0
-    log.warning("%s: %s has %d non-finite voxels (%.3f%%): replaced by %g", role, path, n_bad, 100 * fraction, fill)
+    log.warning(
+        "%s: %s has %d non-finite voxels (%.3f%%): replaced by %g", role, path, n_bad, 100 * fraction, fill
+    )
     cleaned = np.where(bad, fill, array).astype(array.dtype)
     out = sitk.GetImageFromArray(cleaned)
     out.CopyInformation(image)
@@ -170,14 +178,18 @@ def _training_file(case_dir: Path, suffix: str) -> Path | None:
     return None
 
 
-def read_training_case(case_dir: Path, clinical: ClinicalRecord | None = None, with_label: bool = True) -> Case:
+def read_training_case(
+    case_dir: Path, clinical: ClinicalRecord | None = None, with_label: bool = True
+) -> Case:
     """Read ``<PID>/<PID>__CT.nii.gz``, ``<PID>__PT.nii.gz`` and (if present and wanted) the label ``<PID>.nii.gz``."""
     case_dir = Path(case_dir)
     ct_path = _training_file(case_dir, "__CT")
     pet_path = _training_file(case_dir, "__PT")
     if ct_path is None or pet_path is None:
         missing = "CT" if ct_path is None else "PET"
-        raise InputError(f"{case_dir}: no {case_dir.name}__{'CT' if missing == 'CT' else 'PT'}.nii.gz ({missing})")
+        raise InputError(
+            f"{case_dir}: no {case_dir.name}__{'CT' if missing == 'CT' else 'PT'}.nii.gz ({missing})"
+        )
     label_path = _training_file(case_dir, "") if with_label else None
     return Case(
         case_id=case_dir.name,
@@ -189,7 +201,9 @@ def read_training_case(case_dir: Path, clinical: ClinicalRecord | None = None, w
     )
 
 
-def read_pair(ct_path: Path, pet_path: Path, ehr_path: Path | None = None, case_id: str | None = None) -> Case:
+def read_pair(
+    ct_path: Path, pet_path: Path, ehr_path: Path | None = None, case_id: str | None = None
+) -> Case:
     """Read an explicit CT/PET pair (files or DICOM series folders)."""
     ct_path, pet_path = Path(ct_path), Path(pet_path)
     return Case(
@@ -202,7 +216,7 @@ def read_pair(ct_path: Path, pet_path: Path, ehr_path: Path | None = None, case_
 
 
 def detect_layout(path: Path) -> str:
-    """"gc" (images/ct + images/pet), "training" (<PID>__CT.nii.gz) or "dicom" (CT/ and PET/ series folders)."""
+    """ "gc" (images/ct + images/pet), "training" (<PID>__CT.nii.gz) or "dicom" (CT/ and PET/ series folders)."""
     path = Path(path)
     if (path / GC_CT_DIR).is_dir() or (path / GC_PET_DIR).is_dir():
         return "gc"
@@ -225,8 +239,12 @@ def read_case(path: Path, clinical: ClinicalRecord | None = None) -> Case:
     if layout == "training":
         return read_training_case(path, clinical)
     ehr = path / "ehr.json"
-    return read_pair(find_image(path / "CT", "CT"), find_image(path / "PET", "PET"),
-                     ehr if ehr.is_file() else None, case_id=path.name)
+    return read_pair(
+        find_image(path / "CT", "CT"),
+        find_image(path / "PET", "PET"),
+        ehr if ehr.is_file() else None,
+        case_id=path.name,
+    )
 
 
 def discover_cases(root: Path) -> list[Path]:
@@ -286,14 +304,18 @@ def write_json(data: Any, path: Path) -> Path:
     return path
 
 
-def assert_same_grid(a: sitk.Image, b: sitk.Image, name_a: str = "image", name_b: str = "reference",
-                     tol: float = 1e-5) -> None:
+def assert_same_grid(
+    a: sitk.Image, b: sitk.Image, name_a: str = "image", name_b: str = "reference", tol: float = 1e-5
+) -> None:
     """Raise ValueError unless ``a`` and ``b`` share size, spacing, origin and direction."""
     problems = []
     if a.GetSize() != b.GetSize():
         problems.append(f"size {a.GetSize()} vs {b.GetSize()}")
-    for what, va, vb in (("spacing", a.GetSpacing(), b.GetSpacing()), ("origin", a.GetOrigin(), b.GetOrigin()),
-                         ("direction", a.GetDirection(), b.GetDirection())):
+    for what, va, vb in (
+        ("spacing", a.GetSpacing(), b.GetSpacing()),
+        ("origin", a.GetOrigin(), b.GetOrigin()),
+        ("direction", a.GetDirection(), b.GetDirection()),
+    ):
         if not np.allclose(va, vb, atol=tol, rtol=0):
             problems.append(f"{what} {tuple(round(v, 6) for v in va)} vs {tuple(round(v, 6) for v in vb)}")
     if problems:

@@ -35,8 +35,10 @@ def run_cli(entry, argv: list[str]) -> int:
     try:
         return int(entry(argv) or 0)
     except HMVNetError as exc:
-        logging.getLogger("hmvnet").error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
+        if logging.getLogger().hasHandlers():
+            logging.getLogger("hmvnet").error("%s", exc)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -134,8 +134,11 @@ def parse_ehr_text(text: str, source: str = "ehr.json") -> ClinicalRecord:
         log.warning("%s is not valid JSON (%s): clinical variables treated as missing", source, exc)
         return ClinicalRecord()
     if not isinstance(data, dict):
-        log.warning("%s holds a %s, expected a JSON object: clinical variables treated as missing",
-                    source, type(data).__name__)
+        log.warning(
+            "%s holds a %s, expected a JSON object: clinical variables treated as missing",
+            source,
+            type(data).__name__,
+        )
         return ClinicalRecord()
     return record_from_mapping(data)
 

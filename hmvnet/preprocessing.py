@@ -59,7 +59,9 @@ def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     for cx in (-0.5, size[0] - 0.5):
         for cy in (-0.5, size[1] - 0.5):
             for cz in (-0.5, size[2] - 0.5):
-                corners.append(image.TransformContinuousIndexToPhysicalPoint((float(cx), float(cy), float(cz))))
+                corners.append(
+                    image.TransformContinuousIndexToPhysicalPoint((float(cx), float(cy), float(cz)))
+                )
     pts = np.array(corners)
     return pts.min(axis=0), pts.max(axis=0)
 
@@ -91,10 +93,13 @@ def make_grid(lo: np.ndarray, hi: np.ndarray, spacing: tuple[float, float, float
     return ref
 
 
-def resample_image(image: sitk.Image, reference: sitk.Image, default: float, interpolator: str = "linear") -> sitk.Image:
+def resample_image(
+    image: sitk.Image, reference: sitk.Image, default: float, interpolator: str = "linear"
+) -> sitk.Image:
     """Resample an intensity image onto ``reference``'s grid (linear or B-spline), float32."""
-    out = sitk.Resample(image, reference, sitk.Transform(), _INTERPOLATORS[interpolator], float(default),
-                        sitk.sitkFloat32)
+    out = sitk.Resample(
+        image, reference, sitk.Transform(), _INTERPOLATORS[interpolator], float(default), sitk.sitkFloat32
+    )
     return out
 
 
@@ -109,8 +114,9 @@ def label_to_reference(label: sitk.Image, reference_ct: sitk.Image) -> sitk.Imag
     return resample_label(label, reference_ct)
 
 
-def locate_head(pet: sitk.Image, lo: np.ndarray, hi: np.ndarray, config: PreprocessConfig
-                ) -> tuple[np.ndarray, bool]:
+def locate_head(
+    pet: sitk.Image, lo: np.ndarray, hi: np.ndarray, config: PreprocessConfig
+) -> tuple[np.ndarray, bool]:
     """Brain centroid (x, y, z) in mm from the PET inside the box [lo, hi], and whether it was found.
 
     On a coarse copy of the PET, the superior ``head_search_fraction`` of the box (z is superior-positive in LPS)
@@ -123,13 +129,17 @@ def locate_head(pet: sitk.Image, lo: np.ndarray, hi: np.ndarray, config: Preproc
     coarse = sitk.GetArrayFromImage(resample_image(pet, ref, 0.0))  # (z, y, x), z increasing superior
     n_slab = max(1, int(round(config.head_search_fraction * coarse.shape[0])))
     slab = coarse[-n_slab:]
-    slab_centre = np.array(ref.TransformContinuousIndexToPhysicalPoint(
-        ((coarse.shape[2] - 1) / 2.0, (coarse.shape[1] - 1) / 2.0, coarse.shape[0] - (n_slab + 1) / 2.0)))
+    slab_centre = np.array(
+        ref.TransformContinuousIndexToPhysicalPoint(
+            ((coarse.shape[2] - 1) / 2.0, (coarse.shape[1] - 1) / 2.0, coarse.shape[0] - (n_slab + 1) / 2.0)
+        )
+    )
     std = float(slab.std())
     if not np.isfinite(std) or std <= 0:
         return slab_centre, False
-    components, n = ndimage.label(coarse > slab.mean() + config.head_zscore_threshold * std,
-                                  structure=np.ones((3, 3, 3)))
+    components, n = ndimage.label(
+        coarse > slab.mean() + config.head_zscore_threshold * std, structure=np.ones((3, 3, 3))
+    )
     in_slab = np.bincount(components[-n_slab:].ravel(), minlength=n + 1)[1:]
     if n == 0 or in_slab.max() == 0:
         return slab_centre, False
@@ -138,8 +148,9 @@ def locate_head(pet: sitk.Image, lo: np.ndarray, hi: np.ndarray, config: Preproc
     return np.array(ref.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))), True
 
 
-def crop_grid(ct: sitk.Image, pet: sitk.Image, config: PreprocessConfig
-              ) -> tuple[sitk.Image, np.ndarray | None, np.ndarray]:
+def crop_grid(
+    ct: sitk.Image, pet: sitk.Image, config: PreprocessConfig
+) -> tuple[sitk.Image, np.ndarray | None, np.ndarray]:
     """The crop reference grid, the brain centroid (or None) and the crop centre (mm)."""
     lo, hi = overlap_bounds(ct, pet)
     head, found = locate_head(pet, lo, hi, config)
@@ -169,8 +180,9 @@ def normalise_pet(pet: np.ndarray) -> np.ndarray:
     return ((pet64 - pet64.mean()) / std).astype(np.float32)
 
 
-def preprocess(ct: sitk.Image, pet: sitk.Image, config: PreprocessConfig, label: sitk.Image | None = None
-               ) -> PreprocessedCase:
+def preprocess(
+    ct: sitk.Image, pet: sitk.Image, config: PreprocessConfig, label: sitk.Image | None = None
+) -> PreprocessedCase:
     """Resample CT, PET (and the label) onto the crop grid and normalise them. See the module docstring."""
     reference, head, centre = crop_grid(ct, pet, config)
     ct_crop = resample_image(ct, reference, -1024.0, config.image_interpolator)

@@ -61,10 +61,16 @@ def head_neck_pair():
 
     ct_dir = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
     ct_size, ct_sp = (120, 110, 100), (1.9, 1.9, 3.0)
-    ct = image_from_function(ct_fn, ct_size, ct_sp, origin_for_direction((0, 0, -20), ct_size, ct_sp, ct_dir), ct_dir)
+    ct = image_from_function(
+        ct_fn, ct_size, ct_sp, origin_for_direction((0, 0, -20), ct_size, ct_sp, ct_dir), ct_dir
+    )
     pet_size, pet_sp = (64, 60, 80), (4.0, 4.0, 4.0)
-    pet = image_from_function(pet_fn, pet_size, pet_sp, origin_for_direction((3, 2, 0), pet_size, pet_sp,
-                                                                             (1, 0, 0, 0, 1, 0, 0, 0, 1)))
+    pet = image_from_function(
+        pet_fn,
+        pet_size,
+        pet_sp,
+        origin_for_direction((3, 2, 0), pet_size, pet_sp, (1, 0, 0, 0, 1, 0, 0, 0, 1)),
+    )
 
     def label_fn(x, y, z):
         r = np.sqrt((x - tumour[0]) ** 2 + (y - tumour[1]) ** 2 + (z - tumour[2]) ** 2)

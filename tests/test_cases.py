@@ -141,7 +141,9 @@ def test_ehr_broken_absent_and_trailing_comma(tmp_path):
     assert read_ehr(tmp_path / "broken.json") == ClinicalRecord()
     (tmp_path / "list.json").write_text("[1, 2]")
     assert read_ehr(tmp_path / "list.json") == ClinicalRecord()
-    record = parse_ehr_text('{"Gender": "F", "Treatment": 1, "M-stage": "Mx", "HPV Status": 1, "CenterID": 5,}')
+    record = parse_ehr_text(
+        '{"Gender": "F", "Treatment": 1, "M-stage": "Mx", "HPV Status": 1, "CenterID": 5,}'
+    )
     assert record == ClinicalRecord(gender=0, treatment=1, m_stage="Mx", hpv_status=1, center_id=5)
     assert parse_ehr_text('{"Age": -3, "Performance Status": 7}') == ClinicalRecord()
 

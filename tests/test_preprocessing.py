@@ -85,14 +85,18 @@ def _brain_pet(centre_z: float, z_extent: tuple[float, float], direction=(1, 0, 
     spacing = (4.0, 4.0, 4.0)
     size = (70, 70, int((z_extent[1] - z_extent[0]) / 4))
     centre = (0.0, 0.0, (z_extent[0] + z_extent[1]) / 2)
-    return image_from_function(fn, size, spacing, origin_for_direction(centre, size, spacing, direction), direction), brain
+    return image_from_function(
+        fn, size, spacing, origin_for_direction(centre, size, spacing, direction), direction
+    ), brain
 
 
 @pytest.mark.parametrize(
     ("z_extent", "direction"),
-    [((-60, 170), (1, 0, 0, 0, 1, 0, 0, 0, 1)),  # head and neck only
-     ((-400, 170), (1, 0, 0, 0, 1, 0, 0, 0, 1)),  # neck plus thorax with a hot distractor
-     ((-400, 170), (-1, 0, 0, 0, -1, 0, 0, 0, -1))],  # same, all axes flipped
+    [
+        ((-60, 170), (1, 0, 0, 0, 1, 0, 0, 0, 1)),  # head and neck only
+        ((-400, 170), (1, 0, 0, 0, 1, 0, 0, 0, 1)),  # neck plus thorax with a hot distractor
+        ((-400, 170), (-1, 0, 0, 0, -1, 0, 0, 0, -1)),
+    ],  # same, all axes flipped
 )
 def test_head_localisation_finds_the_brain(z_extent, direction):
     pet, brain = _brain_pet(0.0, z_extent, direction)

@@ -1,0 +1,18 @@
+#!/usr/bin/env python
+"""Grand-challenge entry point: read one case from /input, write the outputs to /output.
+
+    python process.py [--input DIR] [--output DIR] [--outputs segmentation|survival|both|hecktor2026]
+
+The outputs profile can also be set with the environment variable HMVNET_OUTPUTS, and the weights folder with
+HMVNET_WEIGHTS (default: /opt/ml/model when it holds weights, else weights/ next to this file).
+"""
+
+import logging
+import sys
+
+from hmvnet.cli import run_cli
+from hmvnet.pipeline import cli_main
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(run_cli(cli_main, sys.argv[1:]))

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README command 2 (and what CI runs): install with the test tools, lint, then the test suite.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m slow` for the slow tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh --dev
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/python -m pytest "$@"
