@@ -397,12 +397,22 @@ def train_fold(
                 _save_checkpoint(ckpt_path, model, optimiser, scheduler, scaler, epoch, best)
         if dist.is_initialized():
             dist.barrier()
+    best["final_sha256"] = state_digest(model)
     if _is_main():
         if not (fold_dir / "best.safetensors").is_file():
             save_state_dict(model.state_dict(), fold_dir / "best.safetensors")
         export_weights(out_dir, seg_config, fold, fold_dir / "best.safetensors")
         (fold_dir / "best.json").write_text(json.dumps(best, indent=2))
     return best
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """sha256 over a model's parameters and buffers (to compare ranks or runs)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:

@@ -78,3 +78,51 @@ def head_neck_pair():
 
     label = image_from_function(label_fn, ct_size, ct_sp, ct.GetOrigin(), ct_dir, dtype=np.uint8)
     return {"ct": ct, "pet": pet, "label": label, "tumour": tumour, "brain": brain}
+
+
+def write_tiny_cohort(root, n_cases=6, centres=("CHUM", "MDA"), seed=0):
+    """A tiny HECKTOR-layout cohort (``root/Task 1/<PID>/...``): 48x48x40 CT at 3 mm, PET at 4 mm on another grid,
+    a brain at z = +20 mm, a GTVp sphere and one GTVn sphere per case at random positions (known answers)."""
+    import pathlib
+
+    rng = np.random.default_rng(seed)
+    root = pathlib.Path(root)
+    ids = []
+    for i in range(n_cases):
+        pid = f"{centres[i % len(centres)]}-{i:03d}"
+        ids.append(pid)
+        p = np.array([rng.uniform(-20, 20), rng.uniform(-20, 10), rng.uniform(-50, -25)])
+        q = p + np.array([rng.choice([-35.0, 35.0]), 10.0, rng.uniform(-10, 10)])
+        rp, rq = rng.uniform(9, 13), rng.uniform(5, 7)
+
+        def dist(x, y, z, c):
+            return np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
+
+        def lab(x, y, z, p=p, q=q, rp=rp, rq=rq):
+            out = np.zeros(np.shape(x), np.uint8)
+            out[dist(x, y, z, q) <= rq] = 2
+            out[dist(x, y, z, p) <= rp] = 1
+            return out
+
+        def ct_fn(x, y, z, lab=lab):
+            body = (x / 70) ** 2 + (y / 60) ** 2 <= 1
+            return np.where(body, 40.0, -1000.0) + 20.0 * (lab(x, y, z) > 0)
+
+        def pet_fn(x, y, z, lab=lab):
+            body = (x / 70) ** 2 + (y / 60) ** 2 <= 1
+            brain = np.sqrt(x**2 + y**2 + (z - 20) ** 2) <= 18
+            return 1.0 * body + 8.0 * brain + 9.0 * (lab(x, y, z) > 0)
+
+        size, spacing = (48, 48, 40), (3.0, 3.0, 3.0)
+        origin = (-70.5, -70.5, -80.0)
+        case = root / "Task 1" / pid
+        case.mkdir(parents=True)
+        sitk.WriteImage(image_from_function(ct_fn, size, spacing, origin), str(case / f"{pid}__CT.nii.gz"))
+        sitk.WriteImage(
+            image_from_function(pet_fn, (36, 36, 32), (4.0, 4.0, 4.0), (-72.0, -70.0, -78.0)),
+            str(case / f"{pid}__PT.nii.gz"),
+        )
+        sitk.WriteImage(
+            image_from_function(lab, size, spacing, origin, dtype=np.uint8), str(case / f"{pid}.nii.gz")
+        )
+    return ids

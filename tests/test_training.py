@@ -1,0 +1,104 @@
+"""Training: folds, one fold end to end on a tiny cohort, exact resume, DDP on CPU with gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from conftest import write_tiny_cohort
+
+from hmvnet.config import (
+    InferenceConfig,
+    ModelConfig,
+    PreprocessConfig,
+    SegmentationConfig,
+    load_config,
+)
+from hmvnet.training import TrainConfig, centre_of, make_folds, train_fold
+
+TINY = SegmentationConfig(
+    preprocess=PreprocessConfig(
+        spacing_mm=(3.0, 3.0, 3.0), crop_size_mm=(120.0, 120.0, 96.0), crop_centre_offset_mm=(0.0, 0.0, -50.0)
+    ),
+    model=ModelConfig(stem_channels=4, feature_size=6, window_size=(4, 4, 4), use_flash_attention=True),
+    inference=InferenceConfig(roi_size=(32, 32, 32), overlap=0.25),
+)
+TRAIN = TrainConfig(epochs=3, samples_per_epoch=2, batch_size=1, lr=1e-3, val_every=1, checkpoint_every=1,
+                    n_folds=3, elastic_prob=0.0)  # fmt: skip
+
+
+def test_make_folds_deterministic_stratified_and_complete():
+    ids = [f"{c}-{i:03d}" for c in ("CHUM", "CHUP", "MDA") for i in range(7)] + ["USZ-001"]
+    folds = make_folds(ids, 5, seed=3)
+    assert folds == make_folds(list(reversed(ids)), 5, seed=3)
+    assert folds != make_folds(ids, 5, seed=4)
+    flat = [c for f in folds for c in f]
+    assert sorted(flat) == sorted(ids) and len(flat) == len(set(flat))
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    for centre in ("CHUM", "CHUP", "MDA"):
+        per_fold = [sum(centre_of(c) == centre for c in f) for f in folds]
+        assert max(per_fold) - min(per_fold) <= 1
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    write_tiny_cohort(root, n_cases=6)
+    return root
+
+
+def test_train_fold_writes_weights_config_and_log(cohort, tmp_path):
+    best = train_fold(
+        cohort, tmp_path / "run", TINY, TRAIN, fold=0, cache_dir=tmp_path / "cache", max_epochs=2
+    )
+    config = load_config(SegmentationConfig, tmp_path / "run")
+    assert list(config.weights) == ["fold0.safetensors"]
+    assert config.model == TINY.model
+    log = (tmp_path / "run" / "fold0" / "log.csv").read_text().splitlines()
+    assert len(log) == 3 and "val_gtvp_dsc" in log[0]
+    assert 0.0 <= best["score"] <= 1.0
+    cached = sorted((tmp_path / "cache").glob("*/*/label.npy"))
+    assert len(cached) == 6
+    for path in cached:  # the crop holds both lesions of every case
+        assert set(np.unique(np.load(path)).tolist()) == {0, 1, 2}
+    split = json.loads((tmp_path / "run" / "fold0" / "split.json").read_text())
+    assert not set(split["train"]) & set(split["val"])
+
+
+def test_resume_is_exact(cohort, tmp_path):
+    straight = train_fold(cohort, tmp_path / "a", TINY, TRAIN, 0, tmp_path / "cache", max_epochs=2)
+    train_fold(cohort, tmp_path / "b", TINY, TRAIN, 0, tmp_path / "cache", max_epochs=1)
+    resumed = train_fold(
+        cohort, tmp_path / "b", TINY, TRAIN, 0, tmp_path / "cache", resume=True, max_epochs=2
+    )
+    assert resumed["final_sha256"] == straight["final_sha256"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, cohort, out, cache, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    best = train_fold(cohort, out, TINY, TRAIN, 0, cache, max_epochs=1)
+    (results / f"rank{rank}.txt").write_text(best["final_sha256"])
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_ranks_on_cpu_end_with_identical_weights(cohort, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    mp.spawn(
+        _ddp_worker, args=(2, _free_port(), cohort, tmp_path / "run", tmp_path / "cache", results), nprocs=2
+    )
+    digests = {p.read_text() for p in results.iterdir()}
+    assert len(list(results.iterdir())) == 2 and len(digests) == 1
