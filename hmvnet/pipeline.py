@@ -52,9 +52,12 @@ class Segmenter:
 
     def __init__(self, config: SegmentationConfig, models: list[torch.nn.Module], device: torch.device):
         from hmvnet.inference import SegmentationInferer
+        from hmvnet.network import required_divisor
 
         self.config = config
-        self.inferer = SegmentationInferer(models, config.inference, device)
+        self.inferer = SegmentationInferer(
+            models, config.inference, device, size_multiple=required_divisor(config.model)
+        )
 
     @classmethod
     def load(cls, folder: Path, device: str | None = None) -> Segmenter:

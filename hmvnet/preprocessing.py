@@ -127,7 +127,7 @@ def locate_head(
     """
     ref = make_grid(lo, hi, (COARSE_SPACING_MM,) * 3)
     coarse = sitk.GetArrayFromImage(resample_image(pet, ref, 0.0))  # (z, y, x), z increasing superior
-    n_slab = max(1, int(round(config.head_search_fraction * coarse.shape[0])))
+    n_slab = max(1, round(config.head_search_fraction * coarse.shape[0]))
     slab = coarse[-n_slab:]
     slab_centre = np.array(
         ref.TransformContinuousIndexToPhysicalPoint(

@@ -256,9 +256,12 @@ def validate(
     """Whole-case validation through the inference path; metrics on the crop grid."""
     from hmvnet.inference import SegmentationInferer
     from hmvnet.metrics import evaluate_segmentations
+    from hmvnet.network import required_divisor
     from hmvnet.postprocessing import postprocess
 
-    inferer = SegmentationInferer([model], config.inference, device)
+    inferer = SegmentationInferer(
+        [model], config.inference, device, size_multiple=required_divisor(config.model)
+    )
     pairs = []
     for entry in entries.values():
         data = _load_entry(entry)
@@ -270,6 +273,16 @@ def validate(
 
 
 # ------------------------------------------------------------------------------------------ training
+def selection_score(metrics: dict[str, float]) -> float:
+    """The validation score used to keep the best epoch: the Task-1 proxy, or the GTVp Dice when the GTVn terms
+    are undefined (no GTVn anywhere in the validation fold), or 0."""
+    for key in ("task1_score", "gtvp_dsc"):
+        value = metrics.get(key, math.nan)
+        if value is not None and math.isfinite(value):
+            return float(value)
+    return 0.0
+
+
 def _make_optimiser(model: torch.nn.Module, cfg: TrainConfig):
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -383,8 +396,9 @@ def train_fold(
             model.eval()
             metrics = validate(model, val_entries, seg_config, device)
             row.update({f"val_{k}": v for k, v in metrics.items()})
-            if metrics["task1_score"] > best["score"]:
-                best = {"score": metrics["task1_score"], "epoch": epoch + 1, **metrics}
+            score = selection_score(metrics)
+            if score > best["score"]:
+                best = {"score": score, "epoch": epoch + 1, **metrics}
                 save_state_dict(model.state_dict(), fold_dir / "best.safetensors")
         if _is_main():
             _append_csv(log_path, row)
