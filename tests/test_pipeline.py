@@ -92,3 +92,78 @@ def test_process_py_reports_missing_weights(gc_input, tmp_path):
     )
     assert run.returncode == 2 and "segmentation weights missing" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+SURVIVAL_CONFIG = {
+    "fusion": {"crop_size": [16, 16, 16], "resnet_widths": [4, 8, 8, 8], "image_dim": 8, "clinical_hidden": [8],
+               "clinical_dim": 4, "radiomics_dim": 2048, "fusion_hidden": [16], "fused_dim": 8, "n_bins": 2,
+               "projection_dim": 4},
+    "radiomics": {"workers": 1},
+    "train": {"rounds": 1, "epochs_per_round": 1, "batch_size": 4, "n_folds": 2, "icare_estimators": 5},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def full_weights(tiny_weights, tmp_path_factory):
+    """Tiny segmentation weights plus tiny survival weights trained on ground-truth masks of a tiny cohort."""
+    from hmvnet.survival_training import cli_main
+
+    tmp = tmp_path_factory.mktemp("survival")
+    ids = write_tiny_cohort(tmp / "data", n_cases=8, seed=11)
+    rng = np.random.default_rng(0)
+    rows = [{"PatientID": pid, "Age": 50 + i, "Gender": i % 2, "RFS": 100 + 50 * i, "Relapse": int(i % 2 == 0)}
+            for i, pid in enumerate(ids)]  # fmt: skip
+    rng.shuffle(rows)
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(tmp / "data" / "HECKTOR_2025_Training_Task_2.csv", index=False)
+    (tmp / "survival.json").write_text(json.dumps(SURVIVAL_CONFIG))
+    weights = tmp / "w"
+    shutil.copytree(tiny_weights, weights)
+    argv = ["--data", str(tmp / "data"), "--out", str(weights / "survival"), "--seg-weights",
+            str(weights / "segmentation"), "--gt-masks", "--config", str(tmp / "survival.json")]  # fmt: skip
+    assert cli_main(argv) == 0
+    return weights
+
+
+def test_both_profile_writes_mask_and_finite_deterministic_risk(full_weights, gc_input, tmp_path):
+    pipeline = Pipeline.load(full_weights, "cpu")
+    first = pipeline.process_case(gc_input, tmp_path / "a", outputs="both")
+    second = pipeline.process_case(gc_input, tmp_path / "b", outputs="both")
+    risk_a = json.loads((tmp_path / "a" / "rfs.json").read_text())
+    risk_b = json.loads((tmp_path / "b" / "rfs.json").read_text())
+    assert isinstance(risk_a, float) and np.isfinite(risk_a)
+    assert risk_a == risk_b == first["risk"] == second["risk"]
+    assert (tmp_path / "a" / SEG_2025).is_file()
+    # the 2026 profile writes its own segmentation path and the risk
+    pipeline.process_case(gc_input, tmp_path / "c", outputs="hecktor2026")
+    assert (tmp_path / "c" / SEG_2026).is_file() and (tmp_path / "c" / "rfs.json").is_file()
+    # survival only: no mask written
+    pipeline.process_case(gc_input, tmp_path / "d", outputs="survival")
+    assert not (tmp_path / "d" / "images").exists() and (tmp_path / "d" / "rfs.json").is_file()
+
+
+def test_risk_without_ehr_with_bq_per_ml_pet_and_empty_segmentation(full_weights, gc_input, tmp_path):
+    from hmvnet.cases import read_gc_case
+
+    pipeline = Pipeline.load(full_weights, "cpu")
+    (gc_input / "ehr.json").unlink()
+    pet_path = next((gc_input / "images" / "pet").iterdir())
+    pet = sitk.ReadImage(str(pet_path))
+    sitk.WriteImage(sitk.Cast(pet * 5000.0, sitk.sitkFloat32), str(pet_path))
+    pipeline.process_case(gc_input, tmp_path / "o", outputs="both")
+    assert np.isfinite(json.loads((tmp_path / "o" / "rfs.json").read_text()))
+    # an empty segmentation still gives a finite risk
+    case = read_gc_case(gc_input)
+    seg = pipeline.segmenter(case)
+    seg.crop_label = seg.crop_label * 0
+    assert np.isfinite(pipeline.survival.predict_risk(case, seg))
+
+
+def test_survival_checksum_mismatch_is_refused(full_weights, tmp_path):
+    broken = tmp_path / "w"
+    shutil.copytree(full_weights, broken)
+    state = broken / "survival" / "fold0_state.json"
+    state.write_text(state.read_text().replace("0", "1", 1))
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        Pipeline.load(broken, "cpu")
