@@ -7,10 +7,12 @@ labels). Problems with the input raise :class:`hmvnet.errors.InputError` naming 
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,8 @@ def read_image(path: Path, role: str, pixel_type: int = sitk.sitkFloat32) -> sit
     to :data:`MAX_NONFINITE_FRACTION` of non-finite voxels (logged) and rejects more.
     """
     path = Path(path)
+    if path.name.lower().endswith(".gz"):
+        _check_gzip(path, role)
     try:
         image = _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -115,7 +119,20 @@ def read_image(path: Path, role: str, pixel_type: int = sitk.sitkFloat32) -> sit
     image = sitk.Cast(image, pixel_type)
     if pixel_type in (sitk.sitkFloat32, sitk.sitkFloat64):
         image = _clean_nonfinite(image, path, role)
+        array = sitk.GetArrayViewFromImage(image)
+        if array.min() == array.max():
+            raise InputError(f"{role}: {path} is empty: every voxel equals {array.min():g}")
     return image
+
+
+def _check_gzip(path: Path, role: str) -> None:
+    """ITK zero-fills a truncated .nii.gz without an error: check the gzip stream reaches its end marker."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"{role}: cannot read {path} (truncated or corrupt gzip stream: {exc})") from exc
 
 
 def _clean_nonfinite(image: sitk.Image, path: Path, role: str) -> sitk.Image:

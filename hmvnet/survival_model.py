@@ -121,8 +121,12 @@ def survival_inputs(
     label = sitk.GetArrayViewFromImage(crop_label)
     if config.use_segmentation_features:
         centre = lesion_centre(label)
-        feats = extract_features(ct_hu, pet, crop_label, config.radiomics, executor=executor)
-        radiomics = feats.to_numpy(dtype=np.float64)
+        try:
+            feats = extract_features(ct_hu, pet, crop_label, config.radiomics, executor=executor)
+            radiomics = feats.to_numpy(dtype=np.float64)
+        except ValueError as exc:  # e.g. a PET with no uptake in the body: impute every feature
+            log.warning("radiomics not computable (%s): features imputed with training means", exc)
+            radiomics = np.full(len(FEATURE_NAMES), np.nan)
     else:
         centre = tuple(s // 2 for s in label.shape)
         radiomics = np.zeros(0)

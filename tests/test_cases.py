@@ -14,8 +14,9 @@ from hmvnet.errors import InputError
 
 
 def _volume(value=1.0, size=(8, 9, 10), spacing=(2.0, 2.0, 3.0)):
-    image = sitk.Image(size, sitk.sitkFloat32)
-    image += value
+    """A non-constant image (value plus a small ramp along x) with flipped x/y directions."""
+    ramp = np.broadcast_to(np.arange(size[0], dtype=np.float32) / size[0], tuple(reversed(size)))
+    image = sitk.GetImageFromArray(np.ascontiguousarray(value + ramp))
     image.SetSpacing(spacing)
     image.SetOrigin((-5.0, 3.0, 7.0))
     image.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))
@@ -166,3 +167,19 @@ def test_write_label_refuses_another_grid(tmp_path):
     label = sitk.Cast(_volume(1.0, size=(8, 9, 11)), sitk.sitkUInt8)
     with pytest.raises(ValueError, match="same grid"):
         write_label(label, tmp_path / "o.mha", reference=_volume())
+
+
+def test_truncated_nii_gz_is_rejected_not_zero_filled(tmp_path):
+    image = sitk.GetImageFromArray(np.random.default_rng(0).random((20, 30, 40)).astype(np.float32))
+    sitk.WriteImage(image, str(tmp_path / "ok.nii.gz"))
+    data = (tmp_path / "ok.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+    assert read_image(tmp_path / "ok.nii.gz", "PET").GetSize() == (40, 30, 20)
+    with pytest.raises(InputError, match="truncated or corrupt gzip"):
+        read_image(tmp_path / "cut.nii.gz", "PET")
+
+
+def test_constant_image_is_rejected(tmp_path):
+    sitk.WriteImage(sitk.Image((8, 9, 10), sitk.sitkFloat32), str(tmp_path / "zeros.mha"))
+    with pytest.raises(InputError, match="empty: every voxel equals 0"):
+        read_image(tmp_path / "zeros.mha", "PET")

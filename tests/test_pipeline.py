@@ -12,35 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import write_tiny_cohort
-from test_training import TINY, TRAIN
 
 from hmvnet.errors import WeightsError
 from hmvnet.pipeline import SEG_2025, SEG_2026, Pipeline
-from hmvnet.training import train_fold
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("weights")
-    write_tiny_cohort(tmp / "data", n_cases=4)
-    train_fold(tmp / "data", tmp / "w" / "segmentation", TINY, TRAIN, 0, tmp / "cache", max_epochs=1)
-    return tmp / "w"
-
-
-@pytest.fixture
-def gc_input(tmp_path):
-    write_tiny_cohort(tmp_path / "data", n_cases=1, seed=5)
-    case = next((tmp_path / "data" / "Task 1").iterdir())
-    root = tmp_path / "input"
-    for sub, name in (("ct", "__CT"), ("pet", "__PT")):
-        (root / "images" / sub).mkdir(parents=True)
-        image = sitk.ReadImage(str(case / f"{case.name}{name}.nii.gz"))
-        sitk.WriteImage(image, str(root / "images" / sub / f"{sub}-uuid.mha"), useCompression=True)
-    (root / "ehr.json").write_text(json.dumps({"Age": 60, "Gender": 1}))
-    return root
 
 
 def test_segmentation_profile_writes_a_mask_on_the_ct_grid(tiny_weights, gc_input, tmp_path):
@@ -92,38 +68,6 @@ def test_process_py_reports_missing_weights(gc_input, tmp_path):
     )
     assert run.returncode == 2 and "segmentation weights missing" in run.stderr
     assert "Traceback" not in run.stderr
-
-
-SURVIVAL_CONFIG = {
-    "fusion": {"crop_size": [16, 16, 16], "resnet_widths": [4, 8, 8, 8], "image_dim": 8, "clinical_hidden": [8],
-               "clinical_dim": 4, "radiomics_dim": 2048, "fusion_hidden": [16], "fused_dim": 8, "n_bins": 2,
-               "projection_dim": 4},
-    "radiomics": {"workers": 1},
-    "train": {"rounds": 1, "epochs_per_round": 1, "batch_size": 4, "n_folds": 2, "icare_estimators": 5},
-}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def full_weights(tiny_weights, tmp_path_factory):
-    """Tiny segmentation weights plus tiny survival weights trained on ground-truth masks of a tiny cohort."""
-    from hmvnet.survival_training import cli_main
-
-    tmp = tmp_path_factory.mktemp("survival")
-    ids = write_tiny_cohort(tmp / "data", n_cases=8, seed=11)
-    rng = np.random.default_rng(0)
-    rows = [{"PatientID": pid, "Age": 50 + i, "Gender": i % 2, "RFS": 100 + 50 * i, "Relapse": int(i % 2 == 0)}
-            for i, pid in enumerate(ids)]  # fmt: skip
-    rng.shuffle(rows)
-    import pandas as pd
-
-    pd.DataFrame(rows).to_csv(tmp / "data" / "HECKTOR_2025_Training_Task_2.csv", index=False)
-    (tmp / "survival.json").write_text(json.dumps(SURVIVAL_CONFIG))
-    weights = tmp / "w"
-    shutil.copytree(tiny_weights, weights)
-    argv = ["--data", str(tmp / "data"), "--out", str(weights / "survival"), "--seg-weights",
-            str(weights / "segmentation"), "--gt-masks", "--config", str(tmp / "survival.json")]  # fmt: skip
-    assert cli_main(argv) == 0
-    return weights
 
 
 def test_both_profile_writes_mask_and_finite_deterministic_risk(full_weights, gc_input, tmp_path):

@@ -10,26 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import write_tiny_cohort
+from conftest import TINY, TRAIN, write_tiny_cohort
 
-from hmvnet.config import (
-    InferenceConfig,
-    ModelConfig,
-    PreprocessConfig,
-    SegmentationConfig,
-    load_config,
-)
-from hmvnet.training import TrainConfig, centre_of, make_folds, train_fold
-
-TINY = SegmentationConfig(
-    preprocess=PreprocessConfig(
-        spacing_mm=(3.0, 3.0, 3.0), crop_size_mm=(120.0, 120.0, 96.0), crop_centre_offset_mm=(0.0, 0.0, -50.0)
-    ),
-    model=ModelConfig(stem_channels=4, feature_size=6, window_size=(4, 4, 4), use_flash_attention=True),
-    inference=InferenceConfig(roi_size=(32, 32, 32), overlap=0.25),
-)
-TRAIN = TrainConfig(epochs=3, samples_per_epoch=2, batch_size=1, lr=1e-3, val_every=1, checkpoint_every=1,
-                    n_folds=3, elastic_prob=0.0)  # fmt: skip
+from hmvnet.config import SegmentationConfig, load_config
+from hmvnet.training import centre_of, make_folds, train_fold
 
 
 def test_make_folds_deterministic_stratified_and_complete():
