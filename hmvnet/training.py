@@ -430,17 +430,25 @@ def state_digest(model: torch.nn.Module) -> str:
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    exists = path.is_file()
+    """Append ``row`` to the CSV log; a row with new columns (validation epochs) rewrites the header."""
+    rows: list[dict[str, Any]] = []
     fields = list(row)
-    if exists:
-        with open(path) as handle:
-            header = next(csv.reader(handle), [])
+    if path.is_file():
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
         fields = header + [k for k in row if k not in header]
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        if not exists:
-            writer.writeheader()
-        writer.writerow(row)
+        if fields == header:
+            with open(path, "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=fields).writerow(row)
+            return
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows([*rows, row])
+    tmp.replace(path)
 
 
 def _save_checkpoint(path: Path, model, optimiser, scheduler, scaler, epoch: int, best: dict) -> None:

@@ -45,6 +45,7 @@ def test_train_fold_writes_weights_config_and_log(cohort, tmp_path):
     assert config.model == TINY.model
     log = (tmp_path / "run" / "fold0" / "log.csv").read_text().splitlines()
     assert len(log) == 3 and "val_gtvp_dsc" in log[0]
+    assert all(len(line.split(",")) == len(log[0].split(",")) for line in log)
     assert 0.0 <= best["score"] <= 1.0
     cached = sorted((tmp_path / "cache").glob("*/*/label.npy"))
     assert len(cached) == 6
@@ -86,3 +87,17 @@ def test_ddp_two_ranks_on_cpu_end_with_identical_weights(cohort, tmp_path):
     )
     digests = {p.read_text() for p in results.iterdir()}
     assert len(list(results.iterdir())) == 2 and len(digests) == 1
+
+
+def test_csv_log_gains_columns_without_misaligning(tmp_path):
+    import csv
+
+    from hmvnet.training import _append_csv
+
+    path = tmp_path / "log.csv"
+    _append_csv(path, {"epoch": 1, "train_loss": 0.5})
+    _append_csv(path, {"epoch": 2, "train_loss": 0.4, "val_score": 0.7})
+    _append_csv(path, {"epoch": 3, "train_loss": 0.3})
+    rows = list(csv.DictReader(path.open()))
+    assert [r["val_score"] for r in rows] == ["", "0.7", ""]
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
