@@ -111,3 +111,33 @@ def test_survival_checksum_mismatch_is_refused(full_weights, tmp_path):
     state.write_text(state.read_text().replace("0", "1", 1))
     with pytest.raises(WeightsError, match="checksum mismatch"):
         Pipeline.load(broken, "cpu")
+
+
+def test_process_py_writes_nothing_in_the_working_directory(tiny_weights, gc_input, tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    run = subprocess.run([sys.executable, str(ROOT / "process.py"), "--input", str(gc_input), "--output",
+                          str(tmp_path / "out"), "--weights", str(tiny_weights), "--outputs", "segmentation"],
+                         cwd=cwd, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert list(cwd.iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == sorted(
+        ["images", "tumor-lymph-node-segmentation", "output.mha"]
+    )
+
+
+@pytest.mark.slow
+def test_whole_body_sized_ct(tiny_weights, gc_input, tmp_path):
+    """A 512 x 512 x 800 CT (the phantom inside a whole-body-sized field of view) is processed."""
+    ct_path = next((gc_input / "images" / "ct").iterdir())
+    ct = sitk.ReadImage(str(ct_path))
+    ref = sitk.Image((512, 512, 800), sitk.sitkInt16)
+    ref.SetSpacing((0.98, 0.98, 2.0))
+    centre = ct.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in ct.GetSize()])
+    ref.SetOrigin((centre[0] - 250, centre[1] - 250, centre[2] - 1500))
+    sitk.WriteImage(sitk.Resample(ct, ref, sitk.Transform(), sitk.sitkLinear, -1000, sitk.sitkInt16), str(ct_path),
+                    useCompression=True)  # fmt: skip
+    pipeline = Pipeline.load(tiny_weights, "cpu", survival=False)
+    pipeline.process_case(gc_input, tmp_path / "out", outputs="segmentation")
+    mask = sitk.ReadImage(str(tmp_path / "out" / SEG_2025))
+    assert mask.GetSize() == (512, 512, 800)
