@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import platform
 import random
 import time
@@ -294,6 +295,12 @@ def write_ablation(path: Path, rows: list[tuple[str, float]], oracle: float | No
 
 
 # ------------------------------------------------------------------------------------------ CLI
+def _relative(arg: str) -> str:
+    """An argument as written in reports: paths relative to the working directory (no machine paths)."""
+    path = Path(arg)
+    return os.path.relpath(path) if path.is_absolute() else arg
+
+
 def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="hmvnet train-survival", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -372,6 +379,6 @@ def cli_main(argv: list[str]) -> int:
         notes = (f"Masks: {config.masks}. Fusion config: {json.dumps(dataclasses.asdict(config.fusion))}. "
                  f"Training: {json.dumps(dataclasses.asdict(config.train))}.")  # fmt: skip
         write_ablation(args.ablation, rows, oracle, len(patients), int(events.sum()),
-                       "hmvnet train-survival " + " ".join(argv), time.perf_counter() - start, notes)  # fmt: skip
+                       "hmvnet train-survival " + " ".join(_relative(a) for a in argv), time.perf_counter() - start, notes)  # fmt: skip
         log.info("ablation written to %s", args.ablation)
     return 0
