@@ -185,6 +185,22 @@ def argmax_foreground(probs: np.ndarray, config: PostprocessConfig) -> np.ndarra
     return labels
 
 
+def primary_by_mass(probs: np.ndarray, config: PostprocessConfig) -> np.ndarray:
+    """One-primary decision: foreground where ``1 - p_background >= threshold`` (as the paper); of its 26-connected
+    components, the one holding the most GTVp probability (sum of ``p_GTVp`` over its voxels) is the GTVp, every
+    other component is GTVn. Uses the network's GTVp evidence to pick the primary without trusting its voxel-wise
+    GTVp/GTVn split (a primary partly labelled GTVn stays whole)."""
+    foreground = foreground_probability(probs) >= config.threshold
+    ids, n = components(foreground)
+    if n == 0:
+        return np.zeros(foreground.shape, dtype=np.uint8)
+    mass = np.bincount(ids.ravel(), weights=probs[GTVP].ravel(), minlength=n + 1)[1:]
+    lut = np.full(n + 1, GTVN, dtype=np.uint8)
+    lut[0] = BACKGROUND
+    lut[int(np.argmax(mass)) + 1] = GTVP
+    return lut[ids]
+
+
 # ------------------------------------------------------------------------------------------ steps
 def close_labels(labels: np.ndarray, spacing_xyz: Spacing, config: PostprocessConfig) -> np.ndarray:
     """Closing per label with a ball of ``closing_radius_mm``; it only adds background voxels, never takes the
@@ -271,6 +287,10 @@ PRESETS: dict[str, Preset] = {
     ),
     "label_aware": Preset(
         argmax_foreground,
+        (close_labels, remove_small_components, make_keep_largest_gtvp(True), remove_distant_gtvn),
+    ),
+    "primary_mass": Preset(
+        primary_by_mass,
         (close_labels, remove_small_components, make_keep_largest_gtvp(True), remove_distant_gtvn),
     ),
 }

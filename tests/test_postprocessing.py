@@ -226,7 +226,7 @@ def test_label_aware_threshold_on_foreground_probability():
 
 # ------------------------------------------------------------------------------------------ errors, presets
 def test_presets_and_errors():
-    assert set(PRESETS) == {"paper", "label_aware"}
+    assert set(PRESETS) == {"paper", "label_aware", "primary_mass"}
     probs = probs_from_labels(np.zeros((4, 4, 4), np.uint8))
     with pytest.raises(WeightsError, match=r"postprocess\.preset"):
         postprocess(probs, (1.0, 1.0, 1.0), PostprocessConfig(preset="nnunet"))
@@ -258,3 +258,22 @@ def test_full_size_crop_is_fast(config):
     assert (out[140:165, 90:115, 90:115] == 1).all()
     assert count(out)[1] < 25**3 + 100  # at most a few speckles touching the GTVp joined it
     assert elapsed < 2.0
+
+
+def test_primary_mass_keeps_a_mislabelled_primary_whole_and_all_nodes():
+    from hmvnet.config import PostprocessConfig as _Config
+    from hmvnet.postprocessing import postprocess as _postprocess
+
+    probs = np.zeros((3, 40, 40, 60), dtype=np.float32)
+    probs[0] = 1.0
+    # a large primary the network calls mostly GTVn (p_GTVp 0.4, p_GTVn 0.6), and three small nodes (p_GTVn 0.9)
+    probs[:, 10:20, 10:20, 10:20] = np.array([0.0, 0.4, 0.6])[:, None, None, None]
+    for x in (30, 40, 50):
+        probs[:, 25:28, 25:28, x : x + 3] = np.array([0.0, 0.1, 0.9])[:, None, None, None]
+    labels = _postprocess(
+        probs, (2.0, 2.0, 2.0), _Config(preset="primary_mass", threshold=0.5, min_volume_mm3=50)
+    )
+    assert (labels[10:20, 10:20, 10:20] == 1).all() and (labels == 1).sum() == 1000
+    assert (labels == 2).sum() == 3 * 27
+    label_aware = _postprocess(probs, (2.0, 2.0, 2.0), _Config(preset="label_aware", threshold=0.5))
+    assert (label_aware == 1).sum() == 0  # the argmax rule loses the primary here
