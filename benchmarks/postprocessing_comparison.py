@@ -29,7 +29,14 @@ from hmvnet.pipeline import Segmenter
 from hmvnet.postprocessing import postprocess
 from hmvnet.preprocessing import array_to_image, label_to_reference, preprocess
 
-VARIANTS = [("paper", 0.7), ("paper", 0.5), ("label_aware", 0.7), ("label_aware", 0.5), ("primary_mass", 0.7), ("primary_mass", 0.5)]
+VARIANTS = [
+    ("paper", 0.7),
+    ("paper", 0.5),
+    ("label_aware", 0.7),
+    ("label_aware", 0.5),
+    ("primary_mass", 0.7),
+    ("primary_mass", 0.5),
+]
 
 
 def main() -> None:

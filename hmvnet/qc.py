@@ -43,7 +43,7 @@ def save_case_qc(ct: sitk.Image, pet: sitk.Image, label: sitk.Image, path: Path,
         z, y, _x = (s // 2 for s in lab_a.shape)
     pet_max = float(np.percentile(pet_a[pet_a > 0], 99.5)) if (pet_a > 0).any() else 1.0
     views = {
-        "axial": (lambda a: a[z], "lower"),
+        "axial": (lambda a: a[z], "upper"),  # LPS y grows posterior: anterior at the top
         "coronal": (lambda a: a[:, y, :], "lower"),
     }
     fig, axes = plt.subplots(2, 2, figsize=(8, 8), dpi=80)
@@ -56,10 +56,10 @@ def save_case_qc(ct: sitk.Image, pet: sitk.Image, label: sitk.Image, path: Path,
             lab = take(lab_a)
             for value, colour in COLOURS.items():
                 if (lab == value).any():
-                    ax.contour(lab == value, levels=[0.5], colors=colour, linewidths=1.0, origin=origin)
+                    ax.contour(lab == value, levels=[0.5], colors=colour, linewidths=1.0)
             ax.set_title(f"{name} {'CT' if col == 0 else 'PET'}", fontsize=9)
             ax.axis("off")
-    # axial slices are shown with x to the right: LPS x grows to patient left, i.e. radiological convention
+    # LPS x grows to the patient's left, shown to the right: radiological convention (patient right on the left)
     fig.suptitle(title or path.stem, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
