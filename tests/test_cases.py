@@ -183,3 +183,35 @@ def test_constant_image_is_rejected(tmp_path):
     sitk.WriteImage(sitk.Image((8, 9, 10), sitk.sitkFloat32), str(tmp_path / "zeros.mha"))
     with pytest.raises(InputError, match="empty: every voxel equals 0"):
         read_image(tmp_path / "zeros.mha", "PET")
+
+
+def test_dicom_series_folder(tmp_path):
+    """A CT written as a DICOM series (one file per slice) is read by the series reader with its geometry."""
+    volume = _volume(40.0, size=(6, 7, 5), spacing=(1.5, 1.5, 2.5))
+    volume = sitk.Cast(volume * 10, sitk.sitkInt16)
+    folder = tmp_path / "case" / "CT"
+    folder.mkdir(parents=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    series_uid = "1.2.826.0.1.3680043.2.1125.1"
+    for k in range(volume.GetSize()[2]):
+        slice_ = volume[:, :, k]
+        origin = volume.TransformIndexToPhysicalPoint((0, 0, k))
+        for tag, value in (
+            ("0020|000e", series_uid),
+            ("0008|0060", "CT"),
+            ("0020|0032", "\\".join(f"{v:.6f}" for v in origin)),
+            ("0020|0013", str(k + 1)),
+            ("0020|0037", "\\".join(f"{v:.1f}" for v in (-1, 0, 0, 0, -1, 0))),
+            ("0028|0030", "1.5\\1.5"),
+            ("0018|0050", "2.5"),
+        ):
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(slice_)
+    image = read_image(folder, "CT")
+    assert image.GetSize() == (6, 7, 5)
+    np.testing.assert_allclose(image.GetSpacing(), (1.5, 1.5, 2.5), atol=1e-4)
+    np.testing.assert_allclose(image.GetOrigin(), volume.GetOrigin(), atol=1e-3)
+    np.testing.assert_allclose(image.GetDirection(), volume.GetDirection(), atol=1e-6)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(volume), atol=1e-3)
