@@ -106,6 +106,8 @@ def predict_cohort(
     log.info("%d cases found, %d in shard %d/%d, %d to do (%d finished before)",
              len(cases), len(mine), k, n, len(todo), len(mine) - len(todo))  # fmt: skip
 
+    start = time.perf_counter()
+
     def read(folder: Path) -> Case:
         return read_case(folder, clinical.get(folder.name))
 
@@ -117,6 +119,10 @@ def predict_cohort(
                 futures.append(pool.submit(read, todo[index + ahead]))
             _run_one(pipeline, folder, futures[index], output_dir, outputs, mask_format, qc)
             futures[index] = None  # type: ignore[call-overload]  # release the case's images
+    seconds = time.perf_counter() - start
+    if todo:
+        log.info("%d cases in %.1f s this run: %.0f cases/hour (model loading excluded)",
+                 len(todo), seconds, 3600 * len(todo) / seconds)  # fmt: skip
     return write_summary(output_dir, qc)
 
 
@@ -199,15 +205,11 @@ def cli_main(argv: list[str]) -> int:
 
     shard = parse_shard(args.shard)
     pipeline = Pipeline.load(args.weights, args.device, survival=args.outputs == "both")
-    start = time.perf_counter()
     table = predict_cohort(pipeline, args.input, args.output, args.outputs, args.mask_format, args.overwrite,
                            shard, args.num_workers, args.qc)  # fmt: skip
     ok = int((table["status"] == "ok").sum())
     failed = table[table["status"] != "ok"]
-    hours = (time.perf_counter() - start) / 3600
     log.info("%d ok, %d failed; summary: %s", ok, len(failed), args.output / "summary.csv")
-    if hours > 0:
-        log.info("throughput this run: %.1f cases/hour (model loading excluded)", len(table) / hours)
     for _, row in failed.iterrows():
         log.error("failed: %s: %s", row["case_id"], row["error"])
     return 0 if failed.empty else 1
