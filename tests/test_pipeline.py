@@ -141,3 +141,17 @@ def test_whole_body_sized_ct(tiny_weights, gc_input, tmp_path):
     pipeline.process_case(gc_input, tmp_path / "out", outputs="segmentation")
     mask = sitk.ReadImage(str(tmp_path / "out" / SEG_2025))
     assert mask.GetSize() == (512, 512, 800)
+
+
+def test_pipeline_makes_no_network_connection(full_weights, gc_input, tmp_path, monkeypatch):
+    """Loading and processing a case never opens a network connection (the platform disqualifies any)."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network connection attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    pipeline = Pipeline.load(full_weights, "cpu")
+    pipeline.process_case(gc_input, tmp_path / "out", outputs="both")
+    assert np.isfinite(json.loads((tmp_path / "out" / "rfs.json").read_text()))
