@@ -121,7 +121,7 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 
 def _coerce(hint: Any, value: Any) -> Any:
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
         return from_dict(hint, value)
     origin = typing.get_origin(hint)
     if origin is tuple and isinstance(value, list):

@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ class SegmentationResult:
 class Segmenter:
     """HM-VNet fold ensemble with its configuration; load once, call per case."""
 
-    def __init__(self, config: SegmentationConfig, models: list[torch.nn.Module], device: torch.device):
+    def __init__(self, config: SegmentationConfig, models: Sequence[torch.nn.Module], device: torch.device):
         from hmvnet.inference import SegmentationInferer
         from hmvnet.network import required_divisor
 
@@ -143,10 +144,11 @@ class Pipeline:
         result["gtvp_ml"] = float((labels == 1).sum() * spacing_ml)
         result["gtvn_ml"] = float((labels == 2).sum() * spacing_ml)
         if seg_rel is not None or segmentation_path is not None:
-            path = segmentation_path or Path(output_dir) / seg_rel
+            path = segmentation_path or Path(output_dir) / seg_rel  # type: ignore[operator]  # seg_rel set here
             result["segmentation"] = str(write_label(seg.label, path, reference=case.ct))
         if want_risk:
             start = time.perf_counter()
+            assert self.survival is not None  # checked at the top
             risk = float(self.survival.predict_risk(case, seg))
             if not np.isfinite(risk):
                 raise RuntimeError(f"survival model returned a non-finite risk for {case.case_id}")

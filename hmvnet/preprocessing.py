@@ -197,8 +197,8 @@ def preprocess(
         ct_hu=ct_crop,
         pet=pet_crop,
         label=resample_label(label, reference) if label is not None else None,
-        head_centre_mm=tuple(float(v) for v in head) if head is not None else None,
-        crop_centre_mm=tuple(float(v) for v in centre),
+        head_centre_mm=(float(head[0]), float(head[1]), float(head[2])) if head is not None else None,
+        crop_centre_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
     )
 
 

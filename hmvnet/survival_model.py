@@ -202,7 +202,7 @@ class SurvivalPredictor:
     def __init__(self, config: SurvivalConfig, folds: list[FoldModel]):
         self.config = config
         self.folds = folds
-        self._executor = None
+        self._executor: Any = None
 
     @classmethod
     def load(cls, folder: Path) -> SurvivalPredictor:

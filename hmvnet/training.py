@@ -143,6 +143,7 @@ def build_cache(
             entry.mkdir(exist_ok=True)
             np.save(entry / "image.npy", pre.image.astype(np.float16))
             tmp = entry / "label.tmp.npy"
+            assert pre.label is not None  # a label was passed to preprocess
             np.save(tmp, sitk.GetArrayFromImage(pre.label).astype(np.uint8))
             (entry / "geometry.json").write_text(
                 json.dumps(
@@ -347,7 +348,7 @@ def train_fold(
         scaler.load_state_dict(ckpt["scaler"])
         start_epoch, best = ckpt["epoch"] + 1, ckpt["best"]
         log.info("resumed fold %d from %s at epoch %d", fold, ckpt_path, start_epoch)
-    net = model
+    net: torch.nn.Module = model
     if dist.is_initialized():
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
@@ -411,7 +412,7 @@ def train_fold(
                 _save_checkpoint(ckpt_path, model, optimiser, scheduler, scaler, epoch, best)
         if dist.is_initialized():
             dist.barrier()
-    best["final_sha256"] = state_digest(model)
+    best["final_sha256"] = state_digest(model)  # type: ignore[assignment]  # best holds metrics and this digest
     if _is_main():
         if not (fold_dir / "best.safetensors").is_file():
             save_state_dict(model.state_dict(), fold_dir / "best.safetensors")
