@@ -176,8 +176,8 @@ def default_outputs() -> str:
     return os.environ.get(ENV_OUTPUTS, "both").strip().lower() or "both"
 
 
-def cli_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hmvnet process", description=__doc__)
+def add_case_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options shared by ``process.py`` / ``hmvnet process`` and ``hmvnet serve``."""
     parser.add_argument("--input", type=Path, default=Path("/input"), help="case folder (default /input)")
     parser.add_argument(
         "--output", type=Path, default=Path("/output"), help="output folder (default /output)"
@@ -192,9 +192,14 @@ def cli_main(argv: list[str]) -> int:
         "--outputs",
         default=default_outputs(),
         choices=sorted(OUTPUT_PROFILES),
-        help="which outputs to write (default: $HMVNET_OUTPUTS or 'both')",
+        help=f"which outputs to write (default: ${ENV_OUTPUTS} or 'both')",
     )
     parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hmvnet process", description=__doc__)
+    add_case_arguments(parser)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     pipeline = Pipeline.load(args.weights, args.device, survival=OUTPUT_PROFILES[args.outputs][1])

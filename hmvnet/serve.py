@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -200,28 +199,12 @@ def run(server: InvokeServer, loader: Callable[[], CaseProcessor], stop: threadi
 
 
 def cli_main(argv: list[str]) -> int:
-    from hmvnet.pipeline import ENV_OUTPUTS, OUTPUT_PROFILES
+    from hmvnet.pipeline import OUTPUT_PROFILES, add_case_arguments
 
     parser = argparse.ArgumentParser(prog="hmvnet serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
-    parser.add_argument("--input", type=Path, default=Path("/input"), help="case folder (default /input)")
-    parser.add_argument(
-        "--output", type=Path, default=Path("/output"), help="output folder (default /output)"
-    )
-    parser.add_argument(
-        "--weights",
-        type=Path,
-        default=None,
-        help="weights folder (default: $HMVNET_WEIGHTS, /opt/ml/model, weights/)",
-    )
-    parser.add_argument(
-        "--outputs",
-        default=os.environ.get(ENV_OUTPUTS, "both").strip().lower() or "both",
-        choices=sorted(OUTPUT_PROFILES),
-        help=f"which outputs each invocation writes (default: ${ENV_OUTPUTS} or 'both')",
-    )
-    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    add_case_arguments(parser)
     args = parser.parse_args(argv)
 
     def load() -> CaseProcessor:
