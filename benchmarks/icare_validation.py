@@ -36,7 +36,7 @@ from hmvnet.survival import BaggedIcareSurvival, survival_arrays
 
 DATASETS = {"WHAS500": load_whas500, "GBSG2": load_gbsg2, "veterans": load_veterans_lung_cancer}
 REFERENCE = {"WHAS500": (0.73, 0.78), "GBSG2": (0.64, 0.68), "veterans": (0.66, 0.72)}
-"""(reference icare package, ridge Cox) C-index quoted in /work/shared/reference/survival-notes.md."""
+"""(reference icare package, ridge Cox) C-index quoted in ../shared/reference/survival-notes.md."""
 
 
 def cross_validate(make_model, X, y, n_splits=5, seed=0):
