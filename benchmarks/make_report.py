@@ -93,7 +93,12 @@ def segmentation_section() -> list[str]:
         ax.plot(table["epoch"], table["train_loss"], label="training loss (0.5 Dice + 0.5 CE)")
         if "val_task1_score" in table:
             val = table.dropna(subset=["val_task1_score"])
-            ax.plot(val["epoch"], val["val_task1_score"], "o-", label="validation Task-1 proxy")
+            ax.plot(
+                val["epoch"],
+                val["val_task1_score"],
+                "o-",
+                label="validation Task-1 proxy (post-processing of the training config)",
+            )
         ax.set_xlabel("epoch")
         ax.legend()
         fig.tight_layout()
