@@ -10,21 +10,19 @@ set -euo pipefail
 cd "$(dirname "$0")"
 TAG=${TAG:-hmvnet}
 
-if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-  engine=(docker build)
-elif command -v podman >/dev/null 2>&1; then
-  engine=(podman build --network host)
+. scripts/container_engine.sh
+if [ "$engine" = docker ]; then
+  build_cmd=(docker build)
+else
+  build_cmd=(podman build --network host)
   links=$(pip3 config get global.find-links 2>/dev/null || true)
   if [ "${FIND_LINKS_MOUNT:-1}" != 0 ] && [ -n "$links" ] && [ -d "$links" ]; then
-    engine+=(-v "$links:$links:ro")
+    build_cmd+=(-v "$links:$links:ro")
   fi
-else
-  echo "build.sh: neither a working docker daemon (docker info) nor podman found" >&2
-  exit 1
 fi
 
 # Later -t arguments add tags; "$@" can also override BASE_IMAGE or pick --target serve.
-echo "+ ${engine[*]} -t $TAG $* ." >&2
+echo "+ ${build_cmd[*]} -t $TAG $* ." >&2
 start=$(date +%s)
-"${engine[@]}" -t "$TAG" "$@" .
-echo "build.sh: built $TAG in $(( $(date +%s) - start )) s with ${engine[0]}" >&2
+"${build_cmd[@]}" -t "$TAG" "$@" .
+echo "build.sh: built $TAG in $(( $(date +%s) - start )) s with $engine" >&2

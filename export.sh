@@ -5,14 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 IMAGE=${1:-${TAG:-hmvnet}}
 OUT=${2:-hmvnet.tar.gz}
-if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-  engine=docker
-elif command -v podman >/dev/null 2>&1; then
-  engine=podman
-else
-  echo "export.sh: neither a working docker daemon nor podman found" >&2
-  exit 1
-fi
+. scripts/container_engine.sh
 "$engine" image inspect "$IMAGE" >/dev/null || { echo "export.sh: no image $IMAGE (run ./build.sh)" >&2; exit 1; }
 tmp="$OUT.partial"
 trap 'rm -f "$tmp"' EXIT

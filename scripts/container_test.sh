@@ -43,14 +43,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-  engine=docker
-elif command -v podman >/dev/null 2>&1; then
-  engine=podman
-else
-  echo "container_test.sh: neither a working docker daemon nor podman found" >&2
-  exit 1
-fi
+. scripts/container_engine.sh  # the working directory is the repository root here
 py=python3
 [ -x .venv/bin/python ] && py=.venv/bin/python
 
