@@ -26,15 +26,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-from scipy import ndimage
 from tqdm import tqdm
 
-from hmvnet.cases import Case, discover_cases, read_case, write_json
+from hmvnet.cases import TASK2_CSV, Case, discover_cases, read_case, write_json
 from hmvnet.clinical_record import ClinicalRecord, record_from_mapping
-from hmvnet.errors import HMVNetError, InputError
+from hmvnet.errors import InputError
+from hmvnet.masks import count_components
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,6 @@ SUMMARY_COLUMNS = [
     "case_id", "status", "error", "risk", "gtvp_ml", "gtvn_ml", "n_gtvp", "n_gtvn",
     "read_s", "preprocess_s", "inference_s", "postprocess_s", "survival_s", "total_s", "mask", "qc_png",
 ]  # fmt: skip
-TASK2_CSV = "HECKTOR_2025_Training_Task_2.csv"
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -64,11 +62,6 @@ def load_clinical_table(root: Path) -> dict[str, ClinicalRecord]:
             table = pd.read_csv(candidate)
             return {str(r["PatientID"]): record_from_mapping(r.to_dict()) for _, r in table.iterrows()}
     return {}
-
-
-def count_components(label: np.ndarray, value: int) -> int:
-    _, n = ndimage.label(label == value, structure=np.ones((3, 3, 3)))
-    return int(n)
 
 
 def _is_done(case_dir: Path) -> bool:
@@ -143,8 +136,9 @@ def _run_one(
         row.update(result)
         row["mask"] = str(mask_path.relative_to(output_dir))
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
-        row["n_gtvp"] = count_components(labels, 1)
-        row["n_gtvn"] = count_components(labels, 2)
+        spacing = case.ct.GetSpacing()
+        row["n_gtvp"] = count_components(labels == 1, spacing)
+        row["n_gtvn"] = count_components(labels == 2, spacing)
         if qc:
             from hmvnet.qc import save_case_qc
 
@@ -153,7 +147,7 @@ def _run_one(
             )
             row["qc_png"] = str(png.relative_to(output_dir))
         row["status"] = "ok"
-    except (HMVNetError, Exception) as exc:  # one failing case must not stop the cohort
+    except Exception as exc:  # one failing case (HMVNetError or any other) must not stop the cohort
         row["status"] = "failed"
         row["error"] = f"{type(exc).__name__}: {exc}"
         (case_dir / "error.txt").write_text(traceback.format_exc())

@@ -37,7 +37,7 @@ import SimpleITK as sitk
 import torch
 from tqdm import tqdm
 
-from hmvnet.cases import read_label, read_training_case
+from hmvnet.cases import TASK2_CSV, read_label, read_training_case
 from hmvnet.clinical import ClinicalEncoder
 from hmvnet.clinical_record import ClinicalRecord, record_from_mapping
 from hmvnet.config import SegmentationConfig, from_dict, load_config, save_config
@@ -59,8 +59,6 @@ from hmvnet.training import centre_of
 from hmvnet.weights import save_state_dict, sha256_file
 
 log = logging.getLogger(__name__)
-
-TASK2_CSV = "HECKTOR_2025_Training_Task_2.csv"
 
 
 # ------------------------------------------------------------------------------------------ data
