@@ -359,7 +359,18 @@ def _rng(seed: Any) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-class IcareSurvival(BaseEstimator):
+class _HarrellScoreMixin:
+    """``score(X, y)``: Harrell's C-index of ``predict(X)`` (a risk) against ``y`` (one C-index helper,
+    `hmvnet.metrics.concordance_index`)."""
+
+    def score(self, X: Any, y: Any) -> float:
+        from hmvnet.metrics import concordance_index
+
+        time, event = survival_arrays(y)
+        return concordance_index(time, event, self.predict(X))  # type: ignore[attr-defined]
+
+
+class IcareSurvival(_HarrellScoreMixin, BaseEstimator):
     """Binary-weighted ICARE survival model (one member of the bagged ensemble; paper §3.5).
 
     Fit, in order:
@@ -574,13 +585,6 @@ class IcareSurvival(BaseEstimator):
         risk = (raw - self.risk_mean_) / self.risk_std_
         return np.where(np.isnan(risk), 0.0, risk)
 
-    def score(self, X: Any, y: Any) -> float:
-        """Harrell's C-index of ``predict(X)`` against ``y`` (`hmvnet.metrics.concordance_index`)."""
-        from hmvnet.metrics import concordance_index
-
-        time, event = survival_arrays(y)
-        return concordance_index(time, event, self.predict(X))
-
     # -------------------------------------------------------------------------------------- JSON
     def to_json(self) -> dict[str, Any]:
         """The fitted model as a JSON-compatible dict (parameters and learned attributes; no pickle)."""
@@ -650,7 +654,7 @@ def _fit_member(
     return member
 
 
-class BaggedIcareSurvival(BaseEstimator):
+class BaggedIcareSurvival(_HarrellScoreMixin, BaseEstimator):
     """Bagged binary-weighted ICARE (paper §3.5): ``n_estimators`` `IcareSurvival` fits on bootstrap samples.
 
     Each member draws, from its own seed (drawn from the bag's ``random_state``), a bootstrap sample of n rows
@@ -784,13 +788,6 @@ class BaggedIcareSurvival(BaseEstimator):
         risks = self.predict_members(X)
         agg = np.nanmedian if self.aggregation_method == "median" else np.nanmean
         return agg(risks, axis=0)
-
-    def score(self, X: Any, y: Any) -> float:
-        """Harrell's C-index of ``predict(X)`` against ``y`` (`hmvnet.metrics.concordance_index`)."""
-        from hmvnet.metrics import concordance_index
-
-        time, event = survival_arrays(y)
-        return concordance_index(time, event, self.predict(X))
 
     def to_json(self) -> dict[str, Any]:
         """The fitted ensemble as a JSON-compatible dict (parameters, summaries and every member)."""
