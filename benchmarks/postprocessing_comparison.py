@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Held-out evaluation of segmentation weights with both post-processing presets (and thresholds), one
-inference per case, metrics on the original CT grid.
+"""Evaluation of segmentation weights with every post-processing preset, threshold and mapping back to the CT
+grid (nearest / linear), one inference per case, metrics on the original CT grid.
 
     python benchmarks/postprocessing_comparison.py --data DATA --weights weights --out docs/results/postprocessing.json
 
 DATA is a HECKTOR-layout folder with labels (e.g. `hmvnet synth --cases 24 --out data/seg_heldout --seed 202`).
-Writes a JSON summary per (preset, threshold) and a per-case CSV for the default configuration.
+``--split weights/segmentation/split.json`` restricts it to the training run's validation cases (``"val"``), which
+is where the default is chosen; the held-out folder is then only reported. Writes a JSON summary per variant and a
+per-case CSV for the weights' configured variant.
 """
 
 from __future__ import annotations
@@ -30,12 +32,10 @@ from hmvnet.postprocessing import postprocess
 from hmvnet.preprocessing import array_to_image, label_to_reference, preprocess
 
 VARIANTS = [
-    ("paper", 0.7),
-    ("paper", 0.5),
-    ("label_aware", 0.7),
-    ("label_aware", 0.5),
-    ("primary_mass", 0.7),
-    ("primary_mass", 0.5),
+    (preset, threshold, interpolation)
+    for preset in ("paper", "label_aware", "primary_mass")
+    for threshold in (0.7, 0.5)
+    for interpolation in ("nearest", "linear")
 ]
 
 
@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, required=True, help="weights folder (holding segmentation/)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--split", type=Path, help="split.json of a training run: evaluate its 'val' cases only"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -53,6 +56,13 @@ def main() -> None:
     scorers = {v: SegmentationScorer(with_hd95=True) for v in VARIANTS}
     rows = []
     cases = discover_cases(args.data)
+    if args.split:
+        val = set(json.loads(args.split.read_text())["val"])
+        cases = [c for c in cases if c.name in val]
+        if len(cases) != len(val):
+            raise SystemExit(
+                f"{args.data}: found {len(cases)} of the {len(val)} validation cases in {args.split}"
+            )
     start = time.perf_counter()
     for folder in cases:
         case = read_case(folder)
@@ -61,30 +71,40 @@ def main() -> None:
         probs = segmenter.inferer(pre.image)
         infer_s = time.perf_counter() - t0
         truth = sitk.GetArrayFromImage(case.label)
-        for preset, threshold in VARIANTS:
-            config = dataclasses.replace(base, preset=preset, threshold=threshold)
-            crop = postprocess(probs, pre.ct_hu.GetSpacing(), config)
-            label = label_to_reference(array_to_image(crop.astype(np.uint8), pre.ct_hu), case.ct)
-            row = scorers[(preset, threshold)].update(
+        crops = {}
+        for preset, threshold, interpolation in VARIANTS:
+            if (preset, threshold) not in crops:
+                config = dataclasses.replace(base, preset=preset, threshold=threshold)
+                crop = postprocess(probs, pre.ct_hu.GetSpacing(), config)
+                crops[(preset, threshold)] = array_to_image(crop.astype(np.uint8), pre.ct_hu)
+            label = label_to_reference(crops[(preset, threshold)], case.ct, interpolation)
+            row = scorers[(preset, threshold, interpolation)].update(
                 sitk.GetArrayFromImage(label), truth, case.ct.GetSpacing()
             )
-            if (preset, threshold) == (base.preset, base.threshold):
+            if (preset, threshold, interpolation) == (base.preset, base.threshold, base.output_interpolation):
                 rows.append({"case_id": case.case_id, "inference_s": infer_s, **row})
         print(f"{case.case_id}: inference {infer_s:.1f} s", flush=True)
     summary = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "n_cases": len(cases),
-        "data": str(args.data.name),
-        "default": {"preset": base.preset, "threshold": base.threshold},
+        "data": str(args.data.name) + (" (validation cases of the split)" if args.split else ""),
+        "default": {
+            "preset": base.preset,
+            "threshold": base.threshold,
+            "output_interpolation": base.output_interpolation,
+        },
         "seconds": time.perf_counter() - start,
-        "results": [{"preset": p, "threshold": t, **scorers[(p, t)].summary()} for p, t in VARIANTS],
+        "results": [
+            {"preset": p, "threshold": t, "output_interpolation": i, **scorers[(p, t, i)].summary()}
+            for p, t, i in VARIANTS
+        ],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2, default=float))
     pd.DataFrame(rows).to_csv(args.out.with_name(args.out.stem + "_cases.csv"), index=False)
     for r in summary["results"]:
         print(
-            f"{r['preset']:>12} thr {r['threshold']:.1f}: GTVp {r['gtvp_dsc']:.3f}  GTVn aggDSC "
+            f"{r['preset']:>12} thr {r['threshold']:.1f} {r['output_interpolation']:>7}: GTVp {r['gtvp_dsc']:.3f}  GTVn aggDSC "
             f"{r['gtvn_agg_dsc']:.3f}  F1 {r['gtvn_agg_f1']:.3f}  score {r['task1_score']:.3f}"
         )
 

@@ -85,6 +85,9 @@ class PostprocessConfig:
     min_volume_mm3: float = 50.0
     max_components: int = 3
     max_distance_mm: float = 150.0
+    output_interpolation: str = "nearest"
+    """How the final crop-grid label goes back onto the CT grid: "nearest" or "linear" (per-label linear shares,
+    see hmvnet.preprocessing.label_to_reference)."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,13 @@ import torch
 from hmvnet.cases import Case, read_gc_case, write_json, write_label
 from hmvnet.config import SegmentationConfig, load_config
 from hmvnet.errors import InputError, WeightsError
-from hmvnet.preprocessing import PreprocessedCase, array_to_image, label_to_reference, preprocess
+from hmvnet.preprocessing import (
+    LABEL_INTERPOLATIONS,
+    PreprocessedCase,
+    array_to_image,
+    label_to_reference,
+    preprocess,
+)
 from hmvnet.weights import load_state_dict, resolve_weights_dir
 
 log = logging.getLogger("hmvnet")
@@ -68,6 +74,11 @@ class Segmenter:
         config: SegmentationConfig = load_config(SegmentationConfig, folder)
         if not config.weights:
             raise WeightsError(f"{folder}/config.json lists no weight files")
+        if config.postprocess.output_interpolation not in LABEL_INTERPOLATIONS:
+            raise WeightsError(
+                f"{folder}/config.json: postprocess.output_interpolation="
+                f"{config.postprocess.output_interpolation!r}, expected one of {LABEL_INTERPOLATIONS}"
+            )
         models = []
         for name, digest in sorted(config.weights.items()):
             model = build_model(config.model)
@@ -91,7 +102,7 @@ class Segmenter:
         start = time.perf_counter()
         crop = postprocess(probs, pre.ct_hu.GetSpacing(), self.config.postprocess)
         crop_label = array_to_image(crop.astype(np.uint8), pre.ct_hu)
-        label = label_to_reference(crop_label, case.ct)
+        label = label_to_reference(crop_label, case.ct, self.config.postprocess.output_interpolation)
         timings["postprocess_s"] = time.perf_counter() - start
         return SegmentationResult(label, pre, crop_label, timings)
 

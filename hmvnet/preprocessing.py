@@ -11,7 +11,10 @@
    global scale, so the same PET in SUV or in Bq/ml gives the same network input.
 
 :func:`label_to_reference` maps a label image on the crop grid back onto the original CT grid by physical geometry
-(one nearest-neighbour resample; no index arithmetic).
+(no index arithmetic): by nearest neighbour, or ``"linear"``: each label's indicator is resampled linearly and every
+voxel takes the label with the largest interpolated share (background when the labels' shares sum to less than
+half). The linear mapping removes the staircase a 2 mm label leaves on a 1 mm CT grid; it runs only inside the
+labels' bounding box, so a whole-body CT costs no more than a neck CT.
 """
 
 from __future__ import annotations
@@ -108,10 +111,76 @@ def resample_label(label: sitk.Image, reference: sitk.Image) -> sitk.Image:
     return sitk.Resample(label, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
-def label_to_reference(label: sitk.Image, reference_ct: sitk.Image) -> sitk.Image:
+LABEL_INTERPOLATIONS = ("nearest", "linear")
+
+
+def label_to_reference(
+    label: sitk.Image, reference_ct: sitk.Image, interpolation: str = "nearest"
+) -> sitk.Image:
     """Map a label image (e.g. on the crop grid) onto the original CT grid: exactly its size, spacing, origin and
-    direction, uint8, 0 outside the crop."""
-    return resample_label(label, reference_ct)
+    direction, uint8, 0 outside the crop. ``interpolation`` is one of :data:`LABEL_INTERPOLATIONS`."""
+    if interpolation == "nearest":
+        return resample_label(label, reference_ct)
+    if interpolation != "linear":
+        raise ValueError(f"label interpolation must be one of {LABEL_INTERPOLATIONS}, got {interpolation!r}")
+    out = np.zeros(tuple(reversed(reference_ct.GetSize())), dtype=np.uint8)
+    sub = _foreground_subgrid(label, reference_ct)
+    if sub is not None:
+        subgrid, (x0, y0, z0) = sub
+        values = [int(v) for v in np.unique(sitk.GetArrayViewFromImage(label)) if v != 0]
+        shares = np.stack(
+            [
+                sitk.GetArrayFromImage(
+                    sitk.Resample(
+                        sitk.Cast(label == v, sitk.sitkFloat32),
+                        subgrid,
+                        sitk.Transform(),
+                        sitk.sitkLinear,
+                        0.0,
+                        sitk.sitkFloat32,
+                    )
+                )
+                for v in values
+            ]
+        )
+        best = np.argmax(shares, axis=0)
+        winner = np.take_along_axis(shares, best[None], axis=0)[0]
+        # label v wins when its share beats every other label and the background share 1 - sum(shares)
+        keep = winner > 1.0 - shares.sum(axis=0)
+        block = np.where(keep, np.asarray(values, dtype=np.uint8)[best], 0).astype(np.uint8)
+        dz, dy, dx = block.shape
+        out[z0 : z0 + dz, y0 : y0 + dy, x0 : x0 + dx] = block
+    image = sitk.GetImageFromArray(out)
+    image.CopyInformation(reference_ct)
+    return image
+
+
+def _foreground_subgrid(
+    label: sitk.Image, reference: sitk.Image
+) -> tuple[sitk.Image, tuple[int, int, int]] | None:
+    """The part of ``reference``'s grid covering ``label``'s non-zero voxels (plus one voxel), and its start index
+    (x, y, z); None when the label is empty or falls outside the reference."""
+    nonzero = np.nonzero(sitk.GetArrayViewFromImage(label))
+    if nonzero[0].size == 0:
+        return None
+    lo = [max(int(a.min()) - 1, 0) for a in reversed(nonzero)]  # x, y, z
+    hi = [min(int(a.max()) + 1, n - 1) for a, n in zip(reversed(nonzero), label.GetSize(), strict=True)]
+    corners = np.array(
+        [
+            reference.TransformPhysicalPointToContinuousIndex(
+                label.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))
+            )
+            for x in (lo[0], hi[0])
+            for y in (lo[1], hi[1])
+            for z in (lo[2], hi[2])
+        ]
+    )
+    start = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
+    stop = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 1, np.array(reference.GetSize()))
+    if np.any(stop <= start):
+        return None
+    region = sitk.RegionOfInterest(reference, [int(v) for v in stop - start], [int(v) for v in start])
+    return region, (int(start[0]), int(start[1]), int(start[2]))
 
 
 def locate_head(

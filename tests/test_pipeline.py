@@ -47,6 +47,33 @@ def test_checksum_mismatch_is_refused(tiny_weights, tmp_path):
         Pipeline.load(broken, "cpu", survival=False)
 
 
+def test_unknown_output_interpolation_is_refused(tiny_weights, tmp_path):
+    broken = tmp_path / "w"
+    shutil.copytree(tiny_weights, broken)
+    config_path = broken / "segmentation" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["postprocess"]["output_interpolation"] = "cubic"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match="output_interpolation"):
+        Pipeline.load(broken, "cpu", survival=False)
+
+
+def test_linear_output_mapping_gives_a_mask_on_the_ct_grid(tiny_weights, gc_input, tmp_path):
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_weights, weights)
+    config_path = weights / "segmentation" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["postprocess"]["output_interpolation"] = "linear"
+    config_path.write_text(json.dumps(config))
+    Pipeline.load(weights, "cpu", survival=False).process_case(
+        gc_input, tmp_path / "out", outputs="segmentation"
+    )
+    mask = sitk.ReadImage(str(tmp_path / "out" / SEG_2025))
+    ct = sitk.ReadImage(str(next((gc_input / "images" / "ct").iterdir())))
+    assert mask.GetSize() == ct.GetSize() and mask.GetDirection() == ct.GetDirection()
+    assert set(np.unique(sitk.GetArrayFromImage(mask)).tolist()) <= {0, 1, 2}
+
+
 def _process(*args, env=None):
     return subprocess.run([sys.executable, str(ROOT / "process.py"), *args], capture_output=True, text=True,
                           env=env, timeout=300)  # fmt: skip

@@ -120,3 +120,72 @@ def test_small_field_of_view_gives_a_smaller_crop(head_neck_pair):
     assert all(s > 0 for s in pre.ct_hu.GetSize())
     assert np.prod(pre.ct_hu.GetSize()) * 8 < np.prod(ct.GetSize()) * np.prod(ct.GetSpacing()) * 1.01
     assert np.isfinite(lo_ct).all()
+
+
+# ------------------------------------------------------------------------------------------ label mapping
+PRIMARY_C, PRIMARY_R = np.array([8.0, -6.0, 4.0]), 11.0
+NODE_C, NODE_R = np.array([-22.0, 10.0, -6.0]), 6.0
+
+
+def _two_spheres(x, y, z):
+    rp = np.sqrt((x - PRIMARY_C[0]) ** 2 + (y - PRIMARY_C[1]) ** 2 + (z - PRIMARY_C[2]) ** 2)
+    rn = np.sqrt((x - NODE_C[0]) ** 2 + (y - NODE_C[1]) ** 2 + (z - NODE_C[2]) ** 2)
+    return np.where(rp <= PRIMARY_R, 1, np.where(rn <= NODE_R, 2, 0))
+
+
+def _label_pair():
+    """The same two spheres on a fine, flipped CT-like grid (truth) and on a coarse 2.5 mm crop-like grid."""
+    fine_dir = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
+    fine_size, fine_sp = (90, 80, 50), (0.9, 0.9, 1.3)
+    fine = image_from_function(
+        _two_spheres,
+        fine_size,
+        fine_sp,
+        origin_for_direction((0, 0, 0), fine_size, fine_sp, fine_dir),
+        fine_dir,
+        dtype=np.uint8,
+    )
+    coarse_size, coarse_sp = (24, 24, 20), (2.5, 2.5, 2.5)
+    coarse = image_from_function(
+        _two_spheres,
+        coarse_size,
+        coarse_sp,
+        origin_for_direction((1.1, -0.7, 0.4), coarse_size, coarse_sp, (1, 0, 0, 0, 1, 0, 0, 0, 1)),
+        dtype=np.uint8,
+    )
+    return fine, coarse
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def test_linear_label_mapping_is_closer_to_the_fine_truth_than_nearest():
+    fine, coarse = _label_pair()
+    truth = sitk.GetArrayFromImage(fine)
+    nearest = sitk.GetArrayFromImage(label_to_reference(coarse, fine, "nearest"))
+    mapped = label_to_reference(coarse, fine, "linear")
+    assert mapped.GetSize() == fine.GetSize() and mapped.GetDirection() == fine.GetDirection()
+    assert mapped.GetOrigin() == fine.GetOrigin() and mapped.GetPixelID() == sitk.sitkUInt8
+    linear = sitk.GetArrayFromImage(mapped)
+    assert set(np.unique(linear)) == {0, 1, 2}
+    for value in (1, 2):
+        d_lin, d_nn = _dice(linear == value, truth == value), _dice(nearest == value, truth == value)
+        assert d_lin > d_nn, (value, d_lin, d_nn)
+        assert d_lin > 0.9, (value, d_lin)
+    # the two labels keep one component each and their centroids stay within a fine voxel
+    for value, centre in ((1, PRIMARY_C), (2, NODE_C)):
+        assert ndimage.label(linear == value, structure=np.ones((3, 3, 3)))[1] == 1
+        assert np.all(np.abs(centroid_mm(mapped, value) - centre) <= np.array(fine.GetSpacing()))
+
+
+def test_linear_label_mapping_of_an_empty_or_outside_label_is_all_background():
+    fine, coarse = _label_pair()
+    empty = sitk.Image(coarse.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(coarse)
+    assert sitk.GetArrayFromImage(label_to_reference(empty, fine, "linear")).max() == 0
+    far = sitk.Image(coarse)
+    far.SetOrigin((500.0, 500.0, 500.0))
+    assert sitk.GetArrayFromImage(label_to_reference(far, fine, "linear")).max() == 0
+    with pytest.raises(ValueError, match="label interpolation"):
+        label_to_reference(coarse, fine, "cubic")
