@@ -305,9 +305,12 @@ def train_fold(
     cache_dir: Path,
     resume: bool = False,
     max_epochs: int | None = None,
+    val_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Train one fold; returns the best validation metrics. ``max_epochs`` stops early (for tests and
-    interruption drills) without changing the schedule, which always spans ``cfg.epochs``."""
+    interruption drills) without changing the schedule, which always spans ``cfg.epochs``. ``val_ids`` fixes the
+    validation cases instead of the centre-stratified fold (e.g. to keep a run's validation cases unseen when its
+    cohort grows); every other case trains."""
     from hmvnet.network import build_model
 
     rank, world, device = _setup_distributed()
@@ -319,10 +322,14 @@ def train_fold(
         dist.barrier()
         if not _is_main():
             entries = build_cache(data_dir, cache_dir, seg_config.preprocess)
-    folds = make_folds(list(entries), cfg.n_folds, cfg.seed)
-    if not 0 <= fold < cfg.n_folds:
-        raise InputError(f"--fold {fold} is outside 0..{cfg.n_folds - 1}")
-    val_ids = set(folds[fold])
+    if val_ids is None:
+        if not 0 <= fold < cfg.n_folds:
+            raise InputError(f"--fold {fold} is outside 0..{cfg.n_folds - 1}")
+        val_ids = make_folds(list(entries), cfg.n_folds, cfg.seed)[fold]
+    missing = sorted(set(val_ids) - set(entries))
+    if missing:
+        raise InputError(f"validation cases not found in {data_dir}: {', '.join(missing[:5])}")
+    val_ids = set(val_ids)
     train_entries = [entries[c] for c in sorted(entries) if c not in val_ids]
     val_entries = {c: entries[c] for c in sorted(val_ids)}
     if not train_entries:
@@ -528,6 +535,11 @@ def cli_main(argv: list[str]) -> int:
     )
     parser.add_argument("--cache", type=Path, default=None, help="preprocessing cache (default OUT/cache)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/foldK/checkpoint_last.pt")
+    parser.add_argument(
+        "--val-split",
+        type=Path,
+        help="split.json of an earlier run: its 'val' cases validate, all other cases train (instead of --fold's)",
+    )
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--samples-per-epoch", type=int)
     parser.add_argument("--lr", type=float)
@@ -541,9 +553,24 @@ def cli_main(argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     seg, train = build_configs(args)
+    val_ids = None
+    if args.val_split:
+        try:
+            val_ids = list(json.loads(args.val_split.read_text())["val"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"--val-split {args.val_split}: expected a split.json with a 'val' list ({exc})"
+            ) from exc
     for fold in args.fold:
         best = train_fold(
-            args.data, args.out, seg, train, fold, args.cache or args.out / "cache", args.resume
+            args.data,
+            args.out,
+            seg,
+            train,
+            fold,
+            args.cache or args.out / "cache",
+            args.resume,
+            val_ids=val_ids,
         )
         if _is_main():
             log.info("fold %d best: %s", fold, json.dumps(best))

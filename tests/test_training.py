@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from conftest import TINY, TRAIN, write_tiny_cohort
 
 from hmvnet.config import SegmentationConfig, load_config
+from hmvnet.errors import InputError
 from hmvnet.training import centre_of, make_folds, train_fold
 
 
@@ -53,6 +54,17 @@ def test_train_fold_writes_weights_config_and_log(cohort, tmp_path):
         assert set(np.unique(np.load(path)).tolist()) == {0, 1, 2}
     split = json.loads((tmp_path / "run" / "fold0" / "split.json").read_text())
     assert not set(split["train"]) & set(split["val"])
+
+
+def test_fixed_validation_cases(cohort, tmp_path):
+    ids = sorted(d.name for d in (cohort / "Task 1").iterdir() if d.is_dir())
+    train_fold(cohort, tmp_path / "run", TINY, TRAIN, 0, tmp_path / "cache", max_epochs=1, val_ids=ids[-2:])
+    split = json.loads((tmp_path / "run" / "fold0" / "split.json").read_text())
+    assert split == {"train": ids[:-2], "val": ids[-2:]}
+    with pytest.raises(InputError, match="NOPE-001"):
+        train_fold(
+            cohort, tmp_path / "r2", TINY, TRAIN, 0, tmp_path / "cache", max_epochs=1, val_ids=["NOPE-001"]
+        )
 
 
 def test_resume_is_exact(cohort, tmp_path):
