@@ -39,9 +39,9 @@ def fmt(v) -> str:
     return "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3f}"
 
 
-def variant_table(data: dict) -> list[str]:
-    """One row per (preset, threshold, mapping back to the CT grid) of a postprocessing_comparison.py JSON."""
-    default = data["default"]
+def variant_table(data: dict, default: dict) -> list[str]:
+    """One row per (preset, threshold, mapping back to the CT grid) of a postprocessing_comparison.py JSON;
+    ``default`` (the shipped weights' setting) is marked."""
     key = ("preset", "threshold", "output_interpolation")
     lines = [
         "| post-processing | threshold | to CT grid | GTVp DSC | GTVn aggDSC | GTVn F1 (TP/FP/FN) | Task-1 proxy | |",
@@ -68,7 +68,7 @@ def segmentation_section() -> list[str]:
         "Command: `python benchmarks/postprocessing_comparison.py --data data/seg_heldout --weights weights "
         "--out docs/results/postprocessing.json`.",
         "",
-        *variant_table(data),
+        *variant_table(data, data["default"]),
         "",
         "Targets for the demo weights (issue): GTVp DSC ≥ 0.85, GTVn aggDSC ≥ 0.75, GTVn F1 ≥ 0.70.",
         "",
@@ -83,7 +83,7 @@ def segmentation_section() -> list[str]:
             "--data data/seg_train --split weights/segmentation/split.json --weights weights "
             "--out docs/results/postprocessing_val.json`.",
             "",
-            *variant_table(val),
+            *variant_table(val, data["default"]),
             "",
         ]
     else:
