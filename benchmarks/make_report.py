@@ -159,12 +159,10 @@ def survival_section() -> list[str]:
 
 def benchmarks_section() -> list[str]:
     lines = []
-    for name in ("network", "end_to_end", "radiomics"):
-        path = DOCS / "benchmarks" / f"{name}.md"
-        if path.is_file():
-            lines.append(
-                f"* [{name}](benchmarks/{name}.md): " + path.read_text().splitlines()[0].lstrip("# ")
-            )
+    for path in sorted((DOCS / "benchmarks").glob("*.md")):
+        lines.append(
+            f"* [{path.stem}](benchmarks/{path.name}): " + path.read_text().splitlines()[0].lstrip("# ")
+        )
     icare = DOCS / "icare_validation.md"
     if icare.is_file():
         lines.append("* [ICARE validation on scikit-survival datasets](icare_validation.md)")
