@@ -31,12 +31,9 @@ from hmvnet.pipeline import Segmenter
 from hmvnet.postprocessing import postprocess
 from hmvnet.preprocessing import array_to_image, label_to_reference, preprocess
 
-VARIANTS = [
-    (preset, threshold, interpolation)
-    for preset in ("paper", "label_aware", "primary_mass")
-    for threshold in (0.7, 0.5)
-    for interpolation in ("nearest", "linear")
-]
+PRESETS = ("paper", "label_aware", "primary_mass")
+THRESHOLDS = (0.7, 0.5)
+INTERPOLATIONS = ("nearest", "linear")
 
 
 def main() -> None:
@@ -48,12 +45,21 @@ def main() -> None:
     parser.add_argument(
         "--split", type=Path, help="split.json of a training run: evaluate its 'val' cases only"
     )
+    parser.add_argument(
+        "--min-volumes",
+        type=float,
+        nargs="+",
+        help="min_volume_mm3 values to compare (default: the weights' own)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     segmenter = Segmenter.load(args.weights / "segmentation", "cpu")
     base = segmenter.config.postprocess
-    scorers = {v: SegmentationScorer(with_hd95=True) for v in VARIANTS}
+    volumes = args.min_volumes or [base.min_volume_mm3]
+    variants = [(p, t, v, i) for p in PRESETS for t in THRESHOLDS for v in volumes for i in INTERPOLATIONS]
+    default = (base.preset, base.threshold, base.min_volume_mm3, base.output_interpolation)
+    scorers = {v: SegmentationScorer(with_hd95=True) for v in variants}
     rows = []
     cases = discover_cases(args.data)
     if args.split:
@@ -72,16 +78,15 @@ def main() -> None:
         infer_s = time.perf_counter() - t0
         truth = sitk.GetArrayFromImage(case.label)
         crops = {}
-        for preset, threshold, interpolation in VARIANTS:
-            if (preset, threshold) not in crops:
-                config = dataclasses.replace(base, preset=preset, threshold=threshold)
+        for variant in variants:
+            preset, threshold, volume, interpolation = variant
+            if variant[:3] not in crops:
+                config = dataclasses.replace(base, preset=preset, threshold=threshold, min_volume_mm3=volume)
                 crop = postprocess(probs, pre.ct_hu.GetSpacing(), config)
-                crops[(preset, threshold)] = array_to_image(crop.astype(np.uint8), pre.ct_hu)
-            label = label_to_reference(crops[(preset, threshold)], case.ct, interpolation)
-            row = scorers[(preset, threshold, interpolation)].update(
-                sitk.GetArrayFromImage(label), truth, case.ct.GetSpacing()
-            )
-            if (preset, threshold, interpolation) == (base.preset, base.threshold, base.output_interpolation):
+                crops[variant[:3]] = array_to_image(crop.astype(np.uint8), pre.ct_hu)
+            label = label_to_reference(crops[variant[:3]], case.ct, interpolation)
+            row = scorers[variant].update(sitk.GetArrayFromImage(label), truth, case.ct.GetSpacing())
+            if variant == default:
                 rows.append({"case_id": case.case_id, "inference_s": infer_s, **row})
         print(f"{case.case_id}: inference {infer_s:.1f} s", flush=True)
     summary = {
@@ -91,12 +96,19 @@ def main() -> None:
         "default": {
             "preset": base.preset,
             "threshold": base.threshold,
+            "min_volume_mm3": base.min_volume_mm3,
             "output_interpolation": base.output_interpolation,
         },
         "seconds": time.perf_counter() - start,
         "results": [
-            {"preset": p, "threshold": t, "output_interpolation": i, **scorers[(p, t, i)].summary()}
-            for p, t, i in VARIANTS
+            {
+                "preset": p,
+                "threshold": t,
+                "min_volume_mm3": v,
+                "output_interpolation": i,
+                **scorers[(p, t, v, i)].summary(),
+            }
+            for p, t, v, i in variants
         ],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +116,8 @@ def main() -> None:
     pd.DataFrame(rows).to_csv(args.out.with_name(args.out.stem + "_cases.csv"), index=False)
     for r in summary["results"]:
         print(
-            f"{r['preset']:>12} thr {r['threshold']:.1f} {r['output_interpolation']:>7}: GTVp {r['gtvp_dsc']:.3f}  GTVn aggDSC "
+            f"{r['preset']:>12} thr {r['threshold']:.1f} min {r['min_volume_mm3']:5.0f} mm3 "
+            f"{r['output_interpolation']:>7}: GTVp {r['gtvp_dsc']:.3f}  GTVn aggDSC "
             f"{r['gtvn_agg_dsc']:.3f}  F1 {r['gtvn_agg_f1']:.3f}  score {r['task1_score']:.3f}"
         )
 
