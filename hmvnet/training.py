@@ -326,17 +326,17 @@ def train_fold(
         if not 0 <= fold < cfg.n_folds:
             raise InputError(f"--fold {fold} is outside 0..{cfg.n_folds - 1}")
         val_ids = make_folds(list(entries), cfg.n_folds, cfg.seed)[fold]
-    missing = sorted(set(val_ids) - set(entries))
+    val_set = set(val_ids)
+    missing = sorted(val_set - set(entries))
     if missing:
         raise InputError(f"validation cases not found in {data_dir}: {', '.join(missing[:5])}")
-    val_ids = set(val_ids)
-    train_entries = [entries[c] for c in sorted(entries) if c not in val_ids]
-    val_entries = {c: entries[c] for c in sorted(val_ids)}
+    train_entries = [entries[c] for c in sorted(entries) if c not in val_set]
+    val_entries = {c: entries[c] for c in sorted(val_set)}
     if not train_entries:
         raise InputError(f"fold {fold} leaves no training cases ({len(entries)} cases in {data_dir})")
     if _is_main():
         (fold_dir / "split.json").write_text(
-            json.dumps({"train": sorted(set(entries) - val_ids), "val": sorted(val_ids)}, indent=1)
+            json.dumps({"train": sorted(set(entries) - val_set), "val": sorted(val_set)}, indent=1)
         )
 
     _seed_everything(cfg.seed)
