@@ -40,9 +40,9 @@ def fmt(v) -> str:
 
 
 def variant_table(data: dict, default: dict) -> list[str]:
-    """One row per (preset, threshold, mapping back to the CT grid) of a postprocessing_comparison.py JSON;
+    """One row per (preset, threshold, smallest component, mapping back to the CT grid) of a
+    postprocessing_comparison.py JSON;
     ``default`` (the shipped weights' setting) is marked."""
-    fallback = {"output_interpolation": "nearest", "min_volume_mm3": 50.0}
     key = ("preset", "threshold", "min_volume_mm3", "output_interpolation")
     lines = [
         "| post-processing | threshold | min volume (mm³) | to CT grid | GTVp DSC | GTVn aggDSC | GTVn F1 (TP/FP/FN) "
@@ -50,11 +50,9 @@ def variant_table(data: dict, default: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["results"]:
-        same = all(r.get(k, fallback.get(k)) == default.get(k, fallback.get(k)) for k in key)
-        mark = "**default**" if same else ""
+        mark = "**default**" if all(r[k] == default[k] for k in key) else ""
         lines.append(
-            f"| {r['preset']} | {r['threshold']:.1f} | {r.get('min_volume_mm3', 50.0):.0f} | "
-            f"{r.get('output_interpolation', 'nearest')} | "
+            f"| {r['preset']} | {r['threshold']:.1f} | {r['min_volume_mm3']:.0f} | {r['output_interpolation']} | "
             f"{fmt(r['gtvp_dsc'])} | {fmt(r['gtvn_agg_dsc'])} | "
             f"{fmt(r['gtvn_agg_f1'])} ({r['gtvn_tp']}/{r['gtvn_fp']}/{r['gtvn_fn']}) | {fmt(r['task1_score'])} | {mark} |"
         )

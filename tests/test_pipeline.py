@@ -47,24 +47,24 @@ def test_checksum_mismatch_is_refused(tiny_weights, tmp_path):
         Pipeline.load(broken, "cpu", survival=False)
 
 
-def test_unknown_output_interpolation_is_refused(tiny_weights, tmp_path):
-    broken = tmp_path / "w"
-    shutil.copytree(tiny_weights, broken)
-    config_path = broken / "segmentation" / "config.json"
+def _weights_with_postprocess(tiny_weights, folder, **changes):
+    """A copy of ``tiny_weights`` in ``folder`` whose segmentation config.json has ``changes`` in "postprocess"."""
+    shutil.copytree(tiny_weights, folder)
+    config_path = folder / "segmentation" / "config.json"
     config = json.loads(config_path.read_text())
-    config["postprocess"]["output_interpolation"] = "cubic"
+    config["postprocess"].update(changes)
     config_path.write_text(json.dumps(config))
+    return folder
+
+
+def test_unknown_output_interpolation_is_refused(tiny_weights, tmp_path):
+    broken = _weights_with_postprocess(tiny_weights, tmp_path / "w", output_interpolation="cubic")
     with pytest.raises(WeightsError, match="output_interpolation"):
         Pipeline.load(broken, "cpu", survival=False)
 
 
 def test_linear_output_mapping_gives_a_mask_on_the_ct_grid(tiny_weights, gc_input, tmp_path):
-    weights = tmp_path / "w"
-    shutil.copytree(tiny_weights, weights)
-    config_path = weights / "segmentation" / "config.json"
-    config = json.loads(config_path.read_text())
-    config["postprocess"]["output_interpolation"] = "linear"
-    config_path.write_text(json.dumps(config))
+    weights = _weights_with_postprocess(tiny_weights, tmp_path / "w", output_interpolation="linear")
     Pipeline.load(weights, "cpu", survival=False).process_case(
         gc_input, tmp_path / "out", outputs="segmentation"
     )
