@@ -54,8 +54,8 @@ from hmvnet.config import (
     save_config,
     to_dict,
 )
-from hmvnet.errors import InputError
-from hmvnet.weights import save_state_dict
+from hmvnet.errors import InputError, WeightsError
+from hmvnet.weights import load_state_dict, save_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -306,11 +306,14 @@ def train_fold(
     resume: bool = False,
     max_epochs: int | None = None,
     val_ids: Sequence[str] | None = None,
+    init_weights: Path | None = None,
 ) -> dict[str, Any]:
     """Train one fold; returns the best validation metrics. ``max_epochs`` stops early (for tests and
     interruption drills) without changing the schedule, which always spans ``cfg.epochs``. ``val_ids`` fixes the
     validation cases instead of the centre-stratified fold (e.g. to keep a run's validation cases unseen when its
-    cohort grows); every other case trains."""
+    cohort grows); every other case trains. ``init_weights`` (a safetensors file, e.g. shipped weights) starts a
+    new run from those weights with a fresh optimiser, schedule and best score (fine-tuning); a checkpoint taken
+    up by ``resume`` wins over it."""
     from hmvnet.network import build_model
 
     rank, world, device = _setup_distributed()
@@ -341,6 +344,9 @@ def train_fold(
 
     _seed_everything(cfg.seed)
     model = build_model(seg_config.model).to(device)
+    if init_weights is not None:
+        load_init_weights(model, Path(init_weights))
+        log.info("fold %d starts from %s", fold, init_weights)
     optimiser, scheduler = _make_optimiser(model, cfg)
     use_amp = device.type == "cuda" and seg_config.inference.amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -426,6 +432,34 @@ def train_fold(
         export_weights(out_dir, seg_config, fold, fold_dir / "best.safetensors")
         (fold_dir / "best.json").write_text(json.dumps(best, indent=2))
     return best
+
+
+def load_init_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load a safetensors file into ``model`` for fine-tuning. When a ``config.json`` beside it lists the file,
+    its sha256 is checked; keys or shapes that do not match the model are a :class:`WeightsError` naming them."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise WeightsError(f"--init-weights {path}: file not found (expected a .safetensors file)")
+    listed = {}
+    if (path.parent / "config.json").is_file():
+        listed = dict(load_config(SegmentationConfig, path.parent).weights)
+    try:
+        state = load_state_dict(path, listed[path.name]) if path.name in listed else load_file(str(path))
+    except WeightsError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for non-safetensors files
+        raise WeightsError(f"--init-weights {path}: not a readable safetensors file ({exc})") from exc
+    own = model.state_dict()
+    wrong = sorted(set(own) ^ set(state)) + sorted(
+        k for k in set(own) & set(state) if own[k].shape != state[k].shape
+    )
+    if wrong:
+        raise WeightsError(
+            f"--init-weights {path}: does not fit the configured model ({len(wrong)} keys missing, extra or "
+            f"of another shape, e.g. {', '.join(wrong[:3])}); use the model section of the config it was trained with"
+        )
+    model.load_state_dict(state)
 
 
 def state_digest(model: torch.nn.Module) -> str:
@@ -536,6 +570,12 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="preprocessing cache (default OUT/cache)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/foldK/checkpoint_last.pt")
     parser.add_argument(
+        "--init-weights",
+        type=Path,
+        help="start from these weights (e.g. weights/segmentation/fold0.safetensors) with a fresh optimiser and "
+        "schedule: fine-tuning; --resume of an existing checkpoint wins",
+    )
+    parser.add_argument(
         "--val-split",
         type=Path,
         help="split.json of an earlier run: its 'val' cases validate, all other cases train (instead of --fold's)",
@@ -571,6 +611,7 @@ def cli_main(argv: list[str]) -> int:
             args.cache or args.out / "cache",
             args.resume,
             val_ids=val_ids,
+            init_weights=args.init_weights,
         )
         if _is_main():
             log.info("fold %d best: %s", fold, json.dumps(best))

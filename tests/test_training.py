@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -113,3 +114,37 @@ def test_csv_log_gains_columns_without_misaligning(tmp_path):
     rows = list(csv.DictReader(path.open()))
     assert [r["val_score"] for r in rows] == ["", "0.7", ""]
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+
+
+def test_init_weights_start_a_new_run_from_shipped_weights(cohort, tiny_weights, tmp_path):
+    from safetensors.torch import load_file
+
+    from hmvnet.config import ModelConfig
+    from hmvnet.errors import WeightsError
+
+    source = tiny_weights / "segmentation" / "fold0.safetensors"
+    train_fold(
+        cohort, tmp_path / "run", TINY, TRAIN, 0, tmp_path / "cache", max_epochs=0, init_weights=source
+    )
+    started = load_file(str(tmp_path / "run" / "fold0.safetensors"))
+    shipped = load_file(str(source))
+    assert started.keys() == shipped.keys()
+    assert all(torch.equal(started[k], shipped[k]) for k in shipped)
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "fold0.safetensors").write_bytes(source.read_bytes()[:-8] + b"corrupt!")
+    (copy / "config.json").write_text((tiny_weights / "segmentation" / "config.json").read_text())
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        train_fold(cohort, tmp_path / "r2", TINY, TRAIN, 0, tmp_path / "cache", max_epochs=0,
+                   init_weights=copy / "fold0.safetensors")  # fmt: skip
+    wider = dataclasses.replace(
+        TINY, model=ModelConfig(stem_channels=4, feature_size=12, window_size=(4, 4, 4))
+    )
+    with pytest.raises(WeightsError, match="does not fit the configured model"):
+        train_fold(
+            cohort, tmp_path / "r3", wider, TRAIN, 0, tmp_path / "cache", max_epochs=0, init_weights=source
+        )
+    with pytest.raises(WeightsError, match="file not found"):
+        train_fold(cohort, tmp_path / "r4", TINY, TRAIN, 0, tmp_path / "cache", max_epochs=0,
+                   init_weights=tmp_path / "nope.safetensors")  # fmt: skip
