@@ -436,7 +436,8 @@ def train_fold(
 
 def load_init_weights(model: torch.nn.Module, path: Path) -> None:
     """Load a safetensors file into ``model`` for fine-tuning. When a ``config.json`` beside it lists the file,
-    its sha256 is checked; keys or shapes that do not match the model are a :class:`WeightsError` naming them."""
+    its sha256 is checked (as :class:`hmvnet.pipeline.Segmenter` does); weights that do not fit the model are a
+    :class:`WeightsError` with torch's list of missing, unexpected and mis-shaped keys."""
     from safetensors.torch import load_file
 
     if not path.is_file():
@@ -444,22 +445,20 @@ def load_init_weights(model: torch.nn.Module, path: Path) -> None:
     listed = {}
     if (path.parent / "config.json").is_file():
         listed = dict(load_config(SegmentationConfig, path.parent).weights)
+    if path.name in listed:
+        state = load_state_dict(path, listed[path.name])
+    else:
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for non-safetensors files
+            raise WeightsError(f"--init-weights {path}: not a readable safetensors file ({exc})") from exc
     try:
-        state = load_state_dict(path, listed[path.name]) if path.name in listed else load_file(str(path))
-    except WeightsError:
-        raise
-    except Exception as exc:  # safetensors raises its own error types for non-safetensors files
-        raise WeightsError(f"--init-weights {path}: not a readable safetensors file ({exc})") from exc
-    own = model.state_dict()
-    wrong = sorted(set(own) ^ set(state)) + sorted(
-        k for k in set(own) & set(state) if own[k].shape != state[k].shape
-    )
-    if wrong:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
         raise WeightsError(
-            f"--init-weights {path}: does not fit the configured model ({len(wrong)} keys missing, extra or "
-            f"of another shape, e.g. {', '.join(wrong[:3])}); use the model section of the config it was trained with"
-        )
-    model.load_state_dict(state)
+            f"--init-weights {path}: does not fit the configured model (use the model section of the config it "
+            f"was trained with): {exc}"
+        ) from exc
 
 
 def state_digest(model: torch.nn.Module) -> str:
