@@ -63,7 +63,7 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 RUN (groupadd --system user || true) \
  && useradd --system --no-log-init --create-home --home-dir /home/user --gid user user
 WORKDIR /opt/app
-# Weights before code: they change less often. The folder is the default of hmvnet.weights (weights/ next to
+# Weights before code: they change less often. The folder is the default of hmvnet.data.weights (weights/ next to
 # process.py); $HMVNET_WEIGHTS, or a mounted /opt/ml/model holding weights, take precedence.
 COPY weights/ /opt/app/weights/
 COPY pyproject.toml README.md process.py /opt/app/
@@ -79,7 +79,7 @@ RUN python -c "import hmvnet, torch, monai, radiomics, sksurv, SimpleITK; print(
 FROM app AS serve
 LABEL org.grand-challenge.api-method="invoke"
 EXPOSE 4743
-ENTRYPOINT ["python", "-m", "hmvnet.serve", "--port", "4743"]
+ENTRYPOINT ["python", "-m", "hmvnet.app.serve", "--port", "4743"]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Default: one case per run, /input -> /output (HMVNET_OUTPUTS=segmentation|survival|both|hecktor2026).

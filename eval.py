@@ -7,8 +7,8 @@ python eval.py --pred DIR --gt DIR [--clinical CSV --risks CSV] --out results.js
 import logging
 import sys
 
-from hmvnet.cli import run_cli
-from hmvnet.evaluation import cli_main
+from hmvnet.app.cli import run_cli
+from hmvnet.evaluation.evaluate import cli_main
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,8 +10,8 @@ HMVNET_WEIGHTS (default: /opt/ml/model when it holds weights, else weights/ next
 import logging
 import sys
 
-from hmvnet.cli import run_cli
-from hmvnet.pipeline import cli_main
+from hmvnet.app.cli import run_cli
+from hmvnet.app.pipeline import cli_main
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -9,8 +9,8 @@ The seed README mentioned a config.xml; this implementation takes a JSON configu
 import logging
 import sys
 
-from hmvnet.cli import run_cli
-from hmvnet.training import cli_main
+from hmvnet.app.cli import run_cli
+from hmvnet.segmentation.training import cli_main
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -78,7 +78,7 @@ def main() -> None:
     rows = []
     for k in range(args.cases):
         case = tmp / f"case{k}"
-        subprocess.run([sys.executable, "-m", "hmvnet.cli", "synth", "--gc-case", "--out", str(case), "--seed",
+        subprocess.run([sys.executable, "-m", "hmvnet.app.cli", "synth", "--gc-case", "--out", str(case), "--seed",
                         str(args.seed + k)], check=True, capture_output=True)  # fmt: skip
         wall, rss, rc = run_case(case, tmp / f"out{k}", args.weights, "both")
         rows.append({"case": f"phantom seed {args.seed + k}", "wall_s": wall, "peak_rss_gb": rss, "rc": rc})
@@ -88,7 +88,7 @@ def main() -> None:
     for k in range(args.cases):
         shutil.copytree(tmp / f"case{k}", batch_in / f"case{k}")
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "hmvnet.cli", "predict", "--input", str(batch_in), "--output",
+    subprocess.run([sys.executable, "-m", "hmvnet.app.cli", "predict", "--input", str(batch_in), "--output",
                     str(tmp / "batch_out"), "--weights", str(args.weights)], capture_output=True)  # fmt: skip
     batch_s = time.perf_counter() - start
     whole = None

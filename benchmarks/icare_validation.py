@@ -4,7 +4,7 @@
 
 For WHAS500, GBSG2 and veterans lung cancer (categoricals one-hot encoded with
 ``sksurv.column.encode_categorical``): 5-fold cross-validation stratified by the event indicator (shuffled, seed 0);
-per fold, Harrell's C-index (`hmvnet.metrics.concordance_index`) of the held-out risks and the fit time, for bagged
+per fold, Harrell's C-index (`hmvnet.evaluation.metrics.concordance_index`) of the held-out risks and the fit time, for bagged
 ICARE (median aggregation, base parameters: no correlation pruning, no cmin) and ridge Cox
 (``CoxPHSurvivalAnalysis(alpha=1)`` on standardised features). Then times fits of 100 bagged estimators on a
 synthetic 300 x 2048 matrix. Prints a table and writes it as Markdown to ``--output``.
@@ -31,8 +31,8 @@ from sksurv.datasets import load_gbsg2, load_veterans_lung_cancer, load_whas500
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.util import Surv
 
-from hmvnet.metrics import concordance_index
-from hmvnet.survival import BaggedIcareSurvival, survival_arrays
+from hmvnet.evaluation.metrics import concordance_index
+from hmvnet.survival.icare import BaggedIcareSurvival, survival_arrays
 
 DATASETS = {"WHAS500": load_whas500, "GBSG2": load_gbsg2, "veterans": load_veterans_lung_cancer}
 REFERENCE = {"WHAS500": (0.73, 0.78), "GBSG2": (0.64, 0.68), "veterans": (0.66, 0.72)}
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         "## Cross-validated C-index",
         "",
         "5-fold CV stratified by the event indicator (shuffled, seed 0), Harrell's C of held-out risks "
-        "(`hmvnet.metrics.concordance_index`), mean ± sd over folds; fit time = mean seconds per fold fit. "
+        "(`hmvnet.evaluation.metrics.concordance_index`), mean ± sd over folds; fit time = mean seconds per fold fit. "
         f"ICARE: `BaggedIcareSurvival(n_estimators={args.n_estimators}, aggregation_method='median', "
         "random_state=0)` with base parameters (no correlation pruning, no cmin). Ridge Cox: "
         "`StandardScaler` + `CoxPHSurvivalAnalysis(alpha=1.0)`. Reference numbers: the `icare` 0.1.0 package "

@@ -52,7 +52,7 @@ def _peak_rss_mb() -> float:
 def _build(model: str, fs: int, flash: bool):
     if model == "hmvnet":
         from hmvnet.config import ModelConfig
-        from hmvnet.network import build_model
+        from hmvnet.segmentation.network import build_model
 
         return build_model(ModelConfig(feature_size=fs, use_flash_attention=flash))
     from monai.networks.nets import SwinUNETR
@@ -75,7 +75,7 @@ def _child(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    from hmvnet.network import count_parameters
+    from hmvnet.segmentation.network import count_parameters
 
     model = _build(args.model, args.fs, args.flash).eval()
     result: dict = {"params": count_parameters(model), "rss_after_build_mb": _peak_rss_mb()}

@@ -25,11 +25,11 @@ import pandas as pd
 import SimpleITK as sitk
 import torch
 
-from hmvnet.cases import discover_cases, read_case
-from hmvnet.metrics import SegmentationScorer
-from hmvnet.pipeline import Segmenter
-from hmvnet.postprocessing import postprocess
-from hmvnet.preprocessing import array_to_image, label_to_reference, preprocess
+from hmvnet.app.pipeline import Segmenter
+from hmvnet.data.cases import discover_cases, read_case
+from hmvnet.evaluation.metrics import SegmentationScorer
+from hmvnet.segmentation.postprocessing import postprocess
+from hmvnet.segmentation.preprocessing import array_to_image, label_to_reference, preprocess
 
 PRESETS = ("paper", "label_aware", "primary_mass")
 THRESHOLDS = (0.7, 0.5)

@@ -3,7 +3,7 @@
 Both run in one process on the same synthetic case (a 200 x 200 x 310 voxel, 1 mm head-and-neck phantom with a
 ~20 cm³ primary and three nodes, PET in Bq/ml):
 
-* fast: :func:`hmvnet.features.extract_features` (one crop, ``additionalInfo=False``, process pool);
+* fast: :func:`hmvnet.survival.features.extract_features` (one crop, ``additionalInfo=False``, process pool);
 * naive: the variants built on the full grid, then one default-style ``RadiomicsFeatureExtractor`` call per
   (variant, modality) on the FULL image, sequentially, ``additionalInfo=True``, same feature classes and bin widths.
 
@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from hmvnet import features as F
-from hmvnet.masks import build_mask_variants, pet_to_suv_equivalent
+from hmvnet.survival import features as F
+from hmvnet.survival.masks import build_mask_variants, pet_to_suv_equivalent
 
 SIZE_XYZ = (200, 200, 310)
 BQML_PER_SUV = 5300.0
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         f"margin {config.margin_voxels} voxels, classes {', '.join(F.FEATURE_CLASSES)}",
         "- naive: variants on the full grid, one `RadiomicsFeatureExtractor.execute` per (variant, modality) on "
         "the full image, sequential, `additionalInfo=True`",
-        "- fast: `hmvnet.features.extract_features` (one crop, `additionalInfo=False`, process pool)",
+        "- fast: `hmvnet.survival.features.extract_features` (one crop, `additionalInfo=False`, process pool)",
         "",
         *table,
         "",

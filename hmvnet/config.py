@@ -76,7 +76,7 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Post-processing chain (paper §2.5); see hmvnet.postprocessing for the presets."""
+    """Post-processing chain (paper §2.5); see hmvnet.segmentation.postprocessing for the presets."""
 
     preset: str = "label_aware"
     """"paper" (binary threshold, keep 3 largest) or "label_aware" (per-class probabilities)."""
@@ -87,7 +87,7 @@ class PostprocessConfig:
     max_distance_mm: float = 150.0
     output_interpolation: str = "nearest"
     """How the final crop-grid label goes back onto the CT grid: "nearest" or "linear" (per-label linear shares,
-    see hmvnet.preprocessing.label_to_reference)."""
+    see hmvnet.segmentation.preprocessing.label_to_reference)."""
 
 
 @dataclass(frozen=True)

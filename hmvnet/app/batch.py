@@ -1,0 +1,209 @@
+"""Batch inference (``hmvnet predict``): many cases, models loaded once.
+
+Input: a folder of cases in the HECKTOR training layout (``Task 1/<PID>/...`` or ``<PID>/<PID>__CT.nii.gz``), the
+grand-challenge layout per case (``<case>/images/ct``, ``<case>/images/pet``, ``<case>/ehr.json``) or DICOM series
+(``<case>/CT/``, ``<case>/PET/``). For HECKTOR folders the clinical table ``HECKTOR_2025_Training_Task_2.csv`` beside
+``Task 1`` is used when present.
+
+Output: ``OUT/<case>/<case>.nii.gz`` (or ``.mha``; on the CT grid), ``OUT/<case>/result.json`` (status, risk,
+volumes, counts, timings; its presence with status "ok" marks a finished case), optional ``OUT/<case>/qc.png``, and
+``OUT/summary.csv`` (+ ``OUT/qc.html``) rebuilt from every ``result.json`` at the end of each run, so shards and
+resumed runs compose.
+
+Sharding for job arrays: ``--shard K/N`` (K = 0..N-1) takes every N-th case starting at K, e.g. in SLURM
+``hmvnet predict ... --shard ${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}``, or in a Kubernetes indexed Job
+``--shard ${JOB_COMPLETION_INDEX}/<completions>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from hmvnet.data.cases import TASK2_CSV, Case, discover_cases, read_case, write_json
+from hmvnet.data.clinical_record import ClinicalRecord, record_from_mapping
+from hmvnet.errors import InputError
+from hmvnet.survival.masks import count_components
+
+log = logging.getLogger(__name__)
+
+SUMMARY_COLUMNS = [
+    "case_id", "status", "error", "risk", "gtvp_ml", "gtvn_ml", "n_gtvp", "n_gtvn",
+    "read_s", "preprocess_s", "inference_s", "postprocess_s", "survival_s", "total_s", "mask", "qc_png",
+]  # fmt: skip
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError as exc:
+        raise InputError(f"--shard {text!r}: expected K/N with integers, e.g. 0/4") from exc
+    if n < 1 or not 0 <= k < n:
+        raise InputError(f"--shard {text!r}: expected 0 <= K < N")
+    return k, n
+
+
+def load_clinical_table(root: Path) -> dict[str, ClinicalRecord]:
+    """Clinical records by PatientID from a HECKTOR Task 2 CSV next to (or inside) ``root``, if any."""
+    for candidate in (root / TASK2_CSV, root.parent / TASK2_CSV):
+        if candidate.is_file():
+            table = pd.read_csv(candidate)
+            return {str(r["PatientID"]): record_from_mapping(r.to_dict()) for _, r in table.iterrows()}
+    return {}
+
+
+def _is_done(case_dir: Path) -> bool:
+    path = case_dir / "result.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("status") == "ok"
+    except json.JSONDecodeError:
+        return False
+
+
+def predict_cohort(
+    pipeline,
+    input_dir: Path,
+    output_dir: Path,
+    outputs: str = "both",
+    mask_format: str = "nii.gz",
+    overwrite: bool = False,
+    shard: tuple[int, int] = (0, 1),
+    num_workers: int = 1,
+    qc: bool = False,
+) -> pd.DataFrame:
+    """Run ``pipeline`` (a :class:`hmvnet.app.pipeline.Pipeline`) over every case; returns the summary table."""
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    cases = discover_cases(input_dir)
+    if not cases:
+        raise InputError(
+            f"no cases found under {input_dir} (expected HECKTOR, grand-challenge or DICOM layouts)"
+        )
+    k, n = shard
+    mine = cases[k::n]
+    clinical = load_clinical_table(input_dir)
+    todo = [c for c in mine if overwrite or not _is_done(output_dir / c.name)]
+    log.info("%d cases found, %d in shard %d/%d, %d to do (%d finished before)",
+             len(cases), len(mine), k, n, len(todo), len(mine) - len(todo))  # fmt: skip
+
+    start = time.perf_counter()
+
+    def read(folder: Path) -> Case:
+        return read_case(folder, clinical.get(folder.name))
+
+    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+        ahead = max(1, num_workers)
+        futures: list[Future] = [pool.submit(read, c) for c in todo[:ahead]]
+        for index, folder in enumerate(tqdm(todo, desc="cases", unit="case")):
+            if index + ahead < len(todo):
+                futures.append(pool.submit(read, todo[index + ahead]))
+            _run_one(pipeline, folder, futures[index], output_dir, outputs, mask_format, qc)
+            futures[index] = None  # type: ignore[call-overload]  # release the case's images
+    seconds = time.perf_counter() - start
+    if todo:
+        log.info("%d cases in %.1f s this run: %.0f cases/hour (model loading excluded)",
+                 len(todo), seconds, 3600 * len(todo) / seconds)  # fmt: skip
+    return write_summary(output_dir, qc)
+
+
+def _run_one(
+    pipeline, folder: Path, future: Future, output_dir: Path, outputs: str, mask_format: str, qc: bool
+) -> None:
+    case_dir = output_dir / folder.name
+    case_dir.mkdir(parents=True, exist_ok=True)
+    row: dict[str, Any] = {"case_id": folder.name}
+    start = time.perf_counter()
+    try:
+        read_start = time.perf_counter()
+        case: Case = future.result()
+        row["read_s"] = time.perf_counter() - read_start
+        mask_path = case_dir / f"{folder.name}.{mask_format}"
+        result = pipeline.run(case, case_dir, outputs, segmentation_path=mask_path)
+        result.pop("rfs", None)
+        row.update(result)
+        row["mask"] = str(mask_path.relative_to(output_dir))
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
+        spacing = case.ct.GetSpacing()
+        row["n_gtvp"] = count_components(labels == 1, spacing)
+        row["n_gtvn"] = count_components(labels == 2, spacing)
+        if qc:
+            from hmvnet.app.qc import save_case_qc
+
+            png = save_case_qc(
+                case.ct, case.pet, sitk.ReadImage(str(mask_path)), case_dir / "qc.png", folder.name
+            )
+            row["qc_png"] = str(png.relative_to(output_dir))
+        row["status"] = "ok"
+    except Exception as exc:  # one failing case (HMVNetError or any other) must not stop the cohort
+        row["status"] = "failed"
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        (case_dir / "error.txt").write_text(traceback.format_exc())
+        log.error("%s failed: %s", folder.name, row["error"])
+    row["total_s"] = time.perf_counter() - start
+    row.pop("segmentation", None)
+    write_json({k: v for k, v in row.items() if k in SUMMARY_COLUMNS}, case_dir / "result.json")
+
+
+def write_summary(output_dir: Path, qc: bool = False) -> pd.DataFrame:
+    """Rebuild ``summary.csv`` (and ``qc.html``) from every ``<case>/result.json`` under ``output_dir``."""
+    rows = []
+    for path in sorted(output_dir.glob("*/result.json")):
+        try:
+            rows.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            log.warning("%s is not valid JSON: skipped in the summary", path)
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    tmp = output_dir / ".summary.csv.partial"
+    table.to_csv(tmp, index=False)
+    tmp.replace(output_dir / "summary.csv")
+    if qc or (output_dir / "qc.html").is_file():
+        from hmvnet.app.qc import write_contact_sheet
+
+        write_contact_sheet(
+            [{**r, "qc_png": str(output_dir / r["qc_png"]) if r.get("qc_png") else None} for r in rows],
+            output_dir,
+        )
+    return table
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hmvnet predict", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--input", type=Path, required=True, help="folder of cases")
+    parser.add_argument("--output", type=Path, required=True, help="output folder")
+    parser.add_argument("--weights", type=Path, default=None, help="weights folder (default as process.py)")
+    parser.add_argument("--outputs", default="both", choices=["segmentation", "both"],
+                        help="'segmentation' skips the survival model")  # fmt: skip
+    parser.add_argument("--format", dest="mask_format", default="nii.gz", choices=["nii.gz", "mha"])
+    parser.add_argument("--overwrite", action="store_true", help="redo finished cases")
+    parser.add_argument("--shard", default=None, help="K/N: process every N-th case starting at K (0-based)")
+    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    parser.add_argument("--num-workers", type=int, default=1, help="cases read ahead in background threads")
+    parser.add_argument("--qc", action="store_true", help="write qc.png per case and qc.html for the cohort")
+    args = parser.parse_args(argv)
+    from hmvnet.app.pipeline import Pipeline
+
+    shard = parse_shard(args.shard)
+    pipeline = Pipeline.load(args.weights, args.device, survival=args.outputs == "both")
+    table = predict_cohort(pipeline, args.input, args.output, args.outputs, args.mask_format, args.overwrite,
+                           shard, args.num_workers, args.qc)  # fmt: skip
+    ok = int((table["status"] == "ok").sum())
+    failed = table[table["status"] != "ok"]
+    log.info("%d ok, %d failed; summary: %s", ok, len(failed), args.output / "summary.csv")
+    for _, row in failed.iterrows():
+        log.error("failed: %s: %s", row["case_id"], row["error"])
+    return 0 if failed.empty else 1

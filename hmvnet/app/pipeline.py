@@ -1,0 +1,224 @@
+"""The whole per-case pipeline, models loaded once: read -> preprocess -> segment -> post-process -> map back ->
+(radiomics + fusion + ICARE) -> write. Used by ``process.py``, ``hmvnet process``, ``hmvnet predict`` and the
+HTTP service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from hmvnet.config import SegmentationConfig, load_config
+from hmvnet.data.cases import Case, read_gc_case, write_json, write_label
+from hmvnet.data.weights import load_state_dict, resolve_weights_dir
+from hmvnet.errors import InputError, WeightsError
+from hmvnet.segmentation.preprocessing import (
+    LABEL_INTERPOLATIONS,
+    PreprocessedCase,
+    array_to_image,
+    label_to_reference,
+    preprocess,
+)
+
+log = logging.getLogger("hmvnet")
+
+ENV_OUTPUTS = "HMVNET_OUTPUTS"
+SEG_2025 = Path("images") / "tumor-lymph-node-segmentation" / "output.mha"
+SEG_2026 = Path("images") / "head-neck-tumor-segmentation" / "output.mha"
+RFS_JSON = Path("rfs.json")
+OUTPUT_PROFILES: dict[str, tuple[Path | None, bool]] = {
+    "segmentation": (SEG_2025, False),  # HECKTOR 2025 Task 1 upload
+    "survival": (None, True),  # HECKTOR 2025 Task 2 upload (segmentation still runs internally)
+    "both": (SEG_2025, True),
+    "hecktor2026": (SEG_2026, True),  # one run writes every output
+}
+
+
+@dataclass
+class SegmentationResult:
+    """The label on the original CT grid, the preprocessed case and the label on its crop grid."""
+
+    label: sitk.Image
+    preprocessed: PreprocessedCase
+    crop_label: sitk.Image
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Segmenter:
+    """HM-VNet fold ensemble with its configuration; load once, call per case."""
+
+    def __init__(self, config: SegmentationConfig, models: Sequence[torch.nn.Module], device: torch.device):
+        from hmvnet.segmentation.inference import SegmentationInferer
+        from hmvnet.segmentation.network import required_divisor
+
+        self.config = config
+        self.inferer = SegmentationInferer(
+            models, config.inference, device, size_multiple=required_divisor(config.model)
+        )
+
+    @classmethod
+    def load(cls, folder: Path, device: str | None = None) -> Segmenter:
+        from hmvnet.segmentation.inference import select_device
+        from hmvnet.segmentation.network import build_model
+
+        config: SegmentationConfig = load_config(SegmentationConfig, folder)
+        if not config.weights:
+            raise WeightsError(f"{folder}/config.json lists no weight files")
+        if config.postprocess.output_interpolation not in LABEL_INTERPOLATIONS:
+            raise WeightsError(
+                f"{folder}/config.json: postprocess.output_interpolation="
+                f"{config.postprocess.output_interpolation!r}, expected one of {LABEL_INTERPOLATIONS}"
+            )
+        models = []
+        for name, digest in sorted(config.weights.items()):
+            model = build_model(config.model)
+            try:
+                model.load_state_dict(load_state_dict(folder / name, digest))
+            except RuntimeError as exc:
+                raise WeightsError(f"{folder / name} does not match the model in config.json: {exc}") from exc
+            models.append(model.eval())
+        return cls(config, models, select_device(device))
+
+    def __call__(self, case: Case) -> SegmentationResult:
+        from hmvnet.segmentation.postprocessing import postprocess
+
+        timings = {}
+        start = time.perf_counter()
+        pre = preprocess(case.ct, case.pet, self.config.preprocess)
+        timings["preprocess_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        probs = self.inferer(pre.image)
+        timings["inference_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        crop = postprocess(probs, pre.ct_hu.GetSpacing(), self.config.postprocess)
+        crop_label = array_to_image(crop.astype(np.uint8), pre.ct_hu)
+        label = label_to_reference(crop_label, case.ct, self.config.postprocess.output_interpolation)
+        timings["postprocess_s"] = time.perf_counter() - start
+        return SegmentationResult(label, pre, crop_label, timings)
+
+
+class Pipeline:
+    """Segmentation and survival models, loaded once from a weights folder."""
+
+    def __init__(self, segmenter: Segmenter, survival: Any | None, weights_dir: Path):
+        self.segmenter = segmenter
+        self.survival = survival
+        self.weights_dir = weights_dir
+
+    @classmethod
+    def load(
+        cls, weights_dir: Path | None = None, device: str | None = None, survival: bool = True
+    ) -> Pipeline:
+        folder = resolve_weights_dir(weights_dir)
+        start = time.perf_counter()
+        seg_dir = folder / "segmentation"
+        if not (seg_dir / "config.json").is_file():
+            raise WeightsError(
+                f"segmentation weights missing: expected {seg_dir}/config.json and its .safetensors files "
+                "(train them with `hmvnet train-seg`, or point HMVNET_WEIGHTS at a weights folder)"
+            )
+        segmenter = Segmenter.load(seg_dir, device)
+        predictor = None
+        if survival:
+            from hmvnet.survival.predictor import SurvivalPredictor
+
+            predictor = SurvivalPredictor.load(folder / "survival")
+        log.info("models loaded from %s in %.1f s", folder, time.perf_counter() - start)
+        return cls(segmenter, predictor, folder)
+
+    def run(
+        self, case: Case, output_dir: Path, outputs: str = "both", segmentation_path: Path | None = None
+    ) -> dict[str, Any]:
+        """Process one case already read; write the outputs of the ``outputs`` profile into ``output_dir``."""
+        if outputs not in OUTPUT_PROFILES:
+            raise InputError(
+                f"unknown outputs profile {outputs!r}; expected one of {sorted(OUTPUT_PROFILES)}"
+            )
+        seg_rel, want_risk = OUTPUT_PROFILES[outputs]
+        if want_risk and self.survival is None:
+            raise WeightsError(f"outputs={outputs!r} needs the survival model, which was not loaded")
+        result: dict[str, Any] = {"case_id": case.case_id}
+        seg = self.segmenter(case)
+        result.update(seg.timings)
+        labels = sitk.GetArrayViewFromImage(seg.label)
+        spacing_ml = float(np.prod(case.ct.GetSpacing())) / 1000.0
+        result["gtvp_ml"] = float((labels == 1).sum() * spacing_ml)
+        result["gtvn_ml"] = float((labels == 2).sum() * spacing_ml)
+        if seg_rel is not None or segmentation_path is not None:
+            path = segmentation_path or Path(output_dir) / seg_rel  # type: ignore[operator]  # seg_rel set here
+            result["segmentation"] = str(write_label(seg.label, path, reference=case.ct))
+        if want_risk:
+            start = time.perf_counter()
+            assert self.survival is not None  # checked at the top
+            risk = float(self.survival.predict_risk(case, seg))
+            if not np.isfinite(risk):
+                raise RuntimeError(f"survival model returned a non-finite risk for {case.case_id}")
+            result["survival_s"] = time.perf_counter() - start
+            result["risk"] = risk
+            result["rfs"] = str(write_json(risk, Path(output_dir) / RFS_JSON))
+        return result
+
+    def process_case(self, input_dir: Path, output_dir: Path, outputs: str = "both") -> dict[str, Any]:
+        """Read the grand-challenge layout in ``input_dir`` and write the outputs into ``output_dir``."""
+        start = time.perf_counter()
+        case = read_gc_case(Path(input_dir))
+        read_s = time.perf_counter() - start
+        result = self.run(case, output_dir, outputs)
+        result["read_s"] = read_s
+        result["total_s"] = time.perf_counter() - start
+        log.info(
+            "case done: %s",
+            ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()),
+        )
+        return result
+
+
+def default_outputs() -> str:
+    return os.environ.get(ENV_OUTPUTS, "both").strip().lower() or "both"
+
+
+def add_case_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options shared by ``process.py`` / ``hmvnet process`` and ``hmvnet serve``."""
+    parser.add_argument("--input", type=Path, default=Path("/input"), help="case folder (default /input)")
+    parser.add_argument(
+        "--output", type=Path, default=Path("/output"), help="output folder (default /output)"
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="weights folder (default: $HMVNET_WEIGHTS, /opt/ml/model, then weights/)",
+    )
+    parser.add_argument(
+        "--outputs",
+        default=default_outputs(),
+        choices=sorted(OUTPUT_PROFILES),
+        help=f"which outputs to write (default: ${ENV_OUTPUTS} or 'both')",
+    )
+    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hmvnet process", description=__doc__)
+    add_case_arguments(parser)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    pipeline = Pipeline.load(args.weights, args.device, survival=OUTPUT_PROFILES[args.outputs][1])
+    result = pipeline.process_case(args.input, args.output, args.outputs)
+    log.info(
+        "done in %.1f s (model loading included); outputs in %s", time.perf_counter() - start, args.output
+    )
+    for key in ("segmentation", "rfs"):
+        if key in result:
+            print(f"{key}: {result[key]}")
+    return 0

@@ -1,0 +1,61 @@
+"""hmvnet predict: a cohort with one broken case, resume, shards, summary and QC pictures, and evaluate on it."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from hmvnet.app.batch import cli_main, parse_shard
+from hmvnet.errors import InputError
+from hmvnet.evaluation.evaluate import cli_main as evaluate_main
+from tests.helpers import write_tiny_cohort
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    write_tiny_cohort(tmp_path / "data", n_cases=3, seed=21)
+    broken = tmp_path / "data" / "Task 1" / "MDA-001" / "MDA-001__PT.nii.gz"
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated file
+    return tmp_path / "data"
+
+
+def test_predict_cohort_with_a_broken_case_resume_and_evaluate(full_weights, cohort, tmp_path):
+    out = tmp_path / "pred"
+    args = ["--input", str(cohort), "--output", str(out), "--weights", str(full_weights), "--device", "cpu"]
+    assert cli_main([*args, "--qc", "--num-workers", "2"]) == 1  # one case failed
+    table = pd.read_csv(out / "summary.csv")
+    assert sorted(table["case_id"]) == ["CHUM-000", "CHUM-002", "MDA-001"]
+    failed = table.set_index("case_id").loc["MDA-001"]
+    assert failed["status"] == "failed" and "cannot read" in failed["error"]
+    ok = table[table["status"] == "ok"]
+    assert len(ok) == 2 and ok["risk"].notna().all() and (ok["gtvp_ml"] >= 0).all()
+    for case in ok["case_id"]:
+        assert (out / case / f"{case}.nii.gz").is_file() and (out / case / "qc.png").is_file()
+    assert "CHUM-000" in (out / "qc.html").read_text()
+    before = {c: (out / c / "result.json").stat().st_mtime_ns for c in ok["case_id"]}
+    assert cli_main(args) == 1  # resume: finished cases skipped, the broken one retried
+    after = {c: (out / c / "result.json").stat().st_mtime_ns for c in ok["case_id"]}
+    assert before == after
+    results = tmp_path / "results.json"
+    assert evaluate_main(["--pred", str(out), "--gt", str(cohort), "--out", str(results), "--no-hd95"]) == 0
+    scores = json.loads(results.read_text())
+    assert scores["n_cases"] == 3 and 0.0 <= scores["gtvp_dsc"] <= 1.0
+
+
+def test_shards_split_the_cohort(full_weights, cohort, tmp_path):
+    out = tmp_path / "pred"
+    base = ["--input", str(cohort), "--output", str(out), "--weights", str(full_weights), "--outputs",
+            "segmentation", "--device", "cpu"]  # fmt: skip
+    cli_main([*base, "--shard", "0/2"])
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["CHUM-000", "MDA-001"]
+    cli_main([*base, "--shard", "1/2"])
+    table = pd.read_csv(out / "summary.csv")
+    assert sorted(table["case_id"]) == ["CHUM-000", "CHUM-002", "MDA-001"]
+
+
+@pytest.mark.parametrize("text", ["2/2", "a/b", "1", "-1/3"])
+def test_bad_shard(text):
+    with pytest.raises(InputError, match="--shard"):
+        parse_shard(text)
