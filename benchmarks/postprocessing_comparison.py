@@ -28,8 +28,9 @@ import torch
 from hmvnet.app.pipeline import Segmenter
 from hmvnet.data.cases import discover_cases, read_case
 from hmvnet.evaluation.metrics import SegmentationScorer
+from hmvnet.geometry import array_to_image, label_to_reference
 from hmvnet.segmentation.postprocessing import postprocess
-from hmvnet.segmentation.preprocessing import array_to_image, label_to_reference, preprocess
+from hmvnet.segmentation.preprocessing import preprocess
 
 PRESETS = ("paper", "label_aware", "primary_mass")
 THRESHOLDS = (0.7, 0.5)

@@ -87,7 +87,7 @@ class PostprocessConfig:
     max_distance_mm: float = 150.0
     output_interpolation: str = "nearest"
     """How the final crop-grid label goes back onto the CT grid: "nearest" or "linear" (per-label linear shares,
-    see hmvnet.segmentation.preprocessing.label_to_reference)."""
+    see hmvnet.geometry.label_to_reference)."""
 
 
 @dataclass(frozen=True)
@@ -138,12 +138,9 @@ def _coerce(hint: Any, value: Any) -> Any:
 
 def save_config(config: Any, folder: Path) -> Path:
     """Write ``config`` as ``folder/config.json`` (atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / CONFIG_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(to_dict(config), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    from hmvnet.data.writers import write_json
+
+    return write_json(to_dict(config), Path(folder) / CONFIG_FILE, indent=2)
 
 
 def load_config(cls: type, folder: Path) -> Any:

@@ -1,4 +1,8 @@
-"""Errors raised at the boundary, with messages that name the file or key and what was expected."""
+"""Errors reported to a user, with messages that name the file or key and what was expected.
+
+Only what the user supplied raises :class:`InputError` (exit code 2, HTTP 422); broken internal invariants are
+ordinary exceptions (``ValueError``, ``RuntimeError``) and "not fitted" is scikit-learn's ``NotFittedError``.
+"""
 
 
 class HMVNetError(Exception):
@@ -10,4 +14,10 @@ class InputError(HMVNetError):
 
 
 class WeightsError(HMVNetError):
-    """Missing weights, a configuration that does not match them, or a checksum mismatch."""
+    """Missing weights, weights that do not match their configuration, or a checksum mismatch."""
+
+
+class ConfigError(WeightsError):
+    """A configuration file (``config.json`` beside the weights, or a training configuration) with a missing,
+    wrong-typed or disallowed value; the message names the file, the key, the value and what was expected.
+    A subclass of :class:`WeightsError` because a weights folder's configuration is part of its weights."""

@@ -30,8 +30,10 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from hmvnet.data.cases import TASK2_CSV, Case, discover_cases, read_case, write_json
+from hmvnet import Label
+from hmvnet.data.cases import TASK2_CSV, Case, discover_cases, read_case
 from hmvnet.data.clinical_record import ClinicalRecord, record_from_mapping
+from hmvnet.data.writers import write_json, write_text, write_with
 from hmvnet.errors import InputError
 from hmvnet.survival.masks import count_components
 
@@ -137,8 +139,8 @@ def _run_one(
         row["mask"] = str(mask_path.relative_to(output_dir))
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
         spacing = case.ct.GetSpacing()
-        row["n_gtvp"] = count_components(labels == 1, spacing)
-        row["n_gtvn"] = count_components(labels == 2, spacing)
+        row["n_gtvp"] = count_components(labels == Label.GTVP, spacing)
+        row["n_gtvn"] = count_components(labels == Label.GTVN, spacing)
         if qc:
             from hmvnet.app.qc import save_case_qc
 
@@ -150,7 +152,7 @@ def _run_one(
     except Exception as exc:  # one failing case (HMVNetError or any other) must not stop the cohort
         row["status"] = "failed"
         row["error"] = f"{type(exc).__name__}: {exc}"
-        (case_dir / "error.txt").write_text(traceback.format_exc())
+        write_text(traceback.format_exc(), case_dir / "error.txt")
         log.error("%s failed: %s", folder.name, row["error"])
     row["total_s"] = time.perf_counter() - start
     row.pop("segmentation", None)
@@ -166,9 +168,7 @@ def write_summary(output_dir: Path, qc: bool = False) -> pd.DataFrame:
         except json.JSONDecodeError:
             log.warning("%s is not valid JSON: skipped in the summary", path)
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    tmp = output_dir / ".summary.csv.partial"
-    table.to_csv(tmp, index=False)
-    tmp.replace(output_dir / "summary.csv")
+    write_with(output_dir / "summary.csv", lambda tmp: table.to_csv(tmp, index=False))
     if qc or (output_dir / "qc.html").is_file():
         from hmvnet.app.qc import write_contact_sheet
 

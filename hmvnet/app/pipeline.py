@@ -18,17 +18,14 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from hmvnet import Label
 from hmvnet.config import SegmentationConfig, load_config
-from hmvnet.data.cases import Case, read_gc_case, write_json, write_label
+from hmvnet.data.cases import Case, read_gc_case
 from hmvnet.data.weights import load_state_dict, resolve_weights_dir
+from hmvnet.data.writers import write_json, write_label
 from hmvnet.errors import InputError, WeightsError
-from hmvnet.segmentation.preprocessing import (
-    LABEL_INTERPOLATIONS,
-    PreprocessedCase,
-    array_to_image,
-    label_to_reference,
-    preprocess,
-)
+from hmvnet.geometry import LABEL_INTERPOLATIONS, array_to_image, label_to_reference
+from hmvnet.segmentation.preprocessing import PreprocessedCase, preprocess
 
 log = logging.getLogger("hmvnet")
 
@@ -152,8 +149,8 @@ class Pipeline:
         result.update(seg.timings)
         labels = sitk.GetArrayViewFromImage(seg.label)
         spacing_ml = float(np.prod(case.ct.GetSpacing())) / 1000.0
-        result["gtvp_ml"] = float((labels == 1).sum() * spacing_ml)
-        result["gtvn_ml"] = float((labels == 2).sum() * spacing_ml)
+        result["gtvp_ml"] = float((labels == Label.GTVP).sum() * spacing_ml)
+        result["gtvn_ml"] = float((labels == Label.GTVN).sum() * spacing_ml)
         if seg_rel is not None or segmentation_path is not None:
             path = segmentation_path or Path(output_dir) / seg_rel  # type: ignore[operator]  # seg_rel set here
             result["segmentation"] = str(write_label(seg.label, path, reference=case.ct))

@@ -10,16 +10,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from hmvnet.segmentation.preprocessing import (
-    IDENTITY,
-    make_grid,
-    physical_bounds,
-    resample_image,
-    resample_label,
-)
+from hmvnet import Label
+from hmvnet.data.writers import write_text, write_with
+from hmvnet.geometry import IDENTITY, STRUCTURE_26, make_grid, physical_bounds, resample_image, resample_label
 
 QC_SPACING_MM = 2.0
-COLOURS = {1: "#ff3b30", 2: "#34c759"}  # GTVp red, GTVn green
+COLOURS = {Label.GTVP: "#ff3b30", Label.GTVN: "#34c759"}  # GTVp red, GTVn green
 
 
 def _display_grid(ct: sitk.Image) -> sitk.Image:
@@ -42,7 +38,7 @@ def save_case_qc(ct: sitk.Image, pet: sitk.Image, label: sitk.Image, path: Path,
     pet_a = sitk.GetArrayFromImage(resample_image(pet, grid, 0.0))
     lab_a = sitk.GetArrayFromImage(resample_label(label, grid))
     if lab_a.any():
-        components, _ = ndimage.label(lab_a > 0, structure=np.ones((3, 3, 3)))
+        components, _ = ndimage.label(lab_a > 0, structure=STRUCTURE_26)
         largest = int(np.argmax(np.bincount(components.ravel())[1:])) + 1
         z, y, _x = (round(c) for c in ndimage.center_of_mass(components == largest))
     else:
@@ -68,8 +64,7 @@ def save_case_qc(ct: sitk.Image, pet: sitk.Image, label: sitk.Image, path: Path,
     # LPS x grows to the patient's left, shown to the right: radiological convention (patient right on the left)
     fig.suptitle(title or path.stem, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    write_with(path, fig.savefig)
     plt.close(fig)
     return path
 
@@ -98,8 +93,4 @@ def write_contact_sheet(rows: list[dict], out_dir: Path) -> Path:
         "<style>body{font-family:sans-serif}figure{display:inline-block;margin:6px;vertical-align:top}</style>"
         "<h1>HM-VNet predictions (GTVp red, GTVn green)</h1>" + "\n".join(cells)
     )
-    path = out_dir / "qc.html"
-    tmp = path.with_name(".qc.html.partial")
-    tmp.write_text(page)
-    tmp.replace(path)
-    return path
+    return write_text(page, out_dir / "qc.html")

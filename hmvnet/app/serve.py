@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import signal
 import threading
 import time
@@ -30,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
+from hmvnet.data.writers import json_ready
 from hmvnet.errors import HMVNetError, InputError
 
 log = logging.getLogger("hmvnet.app.serve")
@@ -42,23 +42,6 @@ class CaseProcessor(Protocol):
     """What the service needs from :class:`hmvnet.app.pipeline.Pipeline`."""
 
     def process_case(self, input_dir: Path, output_dir: Path, outputs: str = "both") -> dict[str, Any]: ...
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with paths as strings, numpy scalars as Python numbers and non-finite floats as ``None``."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
-        value = value.item()  # numpy / torch scalar
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
 
 
 class InvokeService:
@@ -119,7 +102,7 @@ class InvokeService:
                     "type": type(exc).__name__,
                 }
             self.cases_done += 1
-            body = _jsonable(dict(result))
+            body = json_ready(dict(result))
             body.setdefault("invoke_s", time.perf_counter() - start)
             return HTTPStatus.CREATED, body
 

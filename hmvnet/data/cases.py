@@ -8,14 +8,10 @@ labels). Problems with the input raise :class:`hmvnet.errors.InputError` naming 
 from __future__ import annotations
 
 import gzip
-import json
 import logging
-import os
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -283,59 +279,3 @@ def discover_cases(root: Path) -> list[Path]:
             continue
         cases.append(sub)
     return cases
-
-
-# ----------------------------------------------------------------------------------------------- writing
-def _atomic_target(path: Path) -> tuple[Path, Path]:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
-    os.close(fd)
-    return path, Path(tmp)
-
-
-def write_label(label: sitk.Image, path: Path, reference: sitk.Image | None = None) -> Path:
-    """Write a uint8 label image with compression, atomically (temp file in the same folder, then rename).
-
-    With ``reference`` the label must already be on its grid (size, spacing, origin, direction): checked.
-    """
-    if reference is not None:
-        assert_same_grid(label, reference, "label", "reference CT")
-    label = sitk.Cast(label, sitk.sitkUInt8)
-    path, tmp = _atomic_target(path)
-    try:
-        sitk.WriteImage(label, str(tmp), useCompression=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_json(data: Any, path: Path) -> Path:
-    """Write JSON atomically; refuses non-finite floats (``allow_nan=False``)."""
-    path, tmp = _atomic_target(path)
-    try:
-        tmp.write_text(json.dumps(data, allow_nan=False, indent=None) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def assert_same_grid(
-    a: sitk.Image, b: sitk.Image, name_a: str = "image", name_b: str = "reference", tol: float = 1e-5
-) -> None:
-    """Raise ValueError unless ``a`` and ``b`` share size, spacing, origin and direction."""
-    problems = []
-    if a.GetSize() != b.GetSize():
-        problems.append(f"size {a.GetSize()} vs {b.GetSize()}")
-    for what, va, vb in (
-        ("spacing", a.GetSpacing(), b.GetSpacing()),
-        ("origin", a.GetOrigin(), b.GetOrigin()),
-        ("direction", a.GetDirection(), b.GetDirection()),
-    ):
-        if not np.allclose(va, vb, atol=tol, rtol=0):
-            problems.append(f"{what} {tuple(round(v, 6) for v in va)} vs {tuple(round(v, 6) for v in vb)}")
-    if problems:
-        raise ValueError(f"{name_a} and {name_b} are not on the same grid: " + "; ".join(problems))

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from hmvnet.data.writers import write_with
 from hmvnet.errors import WeightsError
 
 ENV_WEIGHTS = "HMVNET_WEIGHTS"
@@ -30,11 +31,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def save_state_dict(state: dict[str, torch.Tensor], path: Path) -> str:
     """Save a state dict as safetensors (atomically) and return its sha256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
-    os.replace(tmp, path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    path = write_with(path, lambda tmp: save_file(tensors, str(tmp)))
     return sha256_file(path)
 
 

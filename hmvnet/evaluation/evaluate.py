@@ -24,9 +24,7 @@ usually covers the whole cohort, the risks only the evaluated split).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,10 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from hmvnet.data.writers import json_ready, write_json, write_with
 from hmvnet.errors import InputError
 from hmvnet.evaluation.metrics import SegmentationScorer, concordance_index_ci
+from hmvnet.geometry import space_differences
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ MASK_SUFFIXES = (".nii.gz", ".nii", ".mha")
 GC_OUTPUT_DIRS = ("tumor-lymph-node-segmentation", "head-neck-tumor-segmentation")
 VALID_LABELS = (0, 1, 2)
 SPACING_TOL_MM = 1e-6
-ORIGIN_TOL_MM = 1e-4
-DIRECTION_TOL = 1e-6
 SUMMARY_KEYS = ("gtvp_dsc", "gtvn_agg_dsc", "gtvn_agg_f1", "task1_score", "c_index")
 
 
@@ -150,12 +148,7 @@ def align_prediction(pred: sitk.Image, truth: sitk.Image, case_id: str) -> tuple
             f"prediction of case {case_id}: spacing {_fmt(sp_p)} mm differs from the truth spacing "
             f"{_fmt(sp_t)} mm (tolerance {SPACING_TOL_MM} mm); predictions must be on the CT grid"
         )
-    same_grid = (
-        pred.GetSize() == truth.GetSize()
-        and np.abs(np.subtract(pred.GetOrigin(), truth.GetOrigin())).max() <= ORIGIN_TOL_MM
-        and np.abs(np.subtract(pred.GetDirection(), truth.GetDirection())).max() <= DIRECTION_TOL
-    )
-    if same_grid:
+    if not space_differences(pred, truth):
         return pred, False
     log.info(
         "%s: prediction grid (size %s, origin %s) differs from the truth grid (size %s, origin %s): "
@@ -302,19 +295,6 @@ def evaluate_survival(
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def _json_ready(value: Any) -> Any:
-    """NaN/inf -> None (JSON has no NaN), numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _print_table(results: dict[str, Any]) -> None:
     lines = [f"{'metric':<16} {'value':>10}"]
     for key in (*SUMMARY_KEYS, "gtvn_tp", "gtvn_fp", "gtvn_fn", "n_cases", "n_survival", "n_events"):
@@ -386,11 +366,9 @@ def cli_main(argv: list[str]) -> int:
             survival_rows if per_case is None else per_case.merge(survival_rows, on="case_id", how="outer")
         )
     _print_table(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(_json_ready(results), indent=2) + "\n")
+    write_json(json_ready(results), args.out, indent=2)
     log.info("results written to %s", args.out)
     if args.per_case is not None and per_case is not None:
-        args.per_case.parent.mkdir(parents=True, exist_ok=True)
-        per_case.to_csv(args.per_case, index=False)
+        write_with(args.per_case, lambda tmp: per_case.to_csv(tmp, index=False))
         log.info("per-case table written to %s", args.per_case)
     return 0

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-GTVP, GTVN = 1, 2
-LABEL_NAMES = {GTVP: "gtvp", GTVN: "gtvn"}
+from hmvnet import Label
+from hmvnet.geometry import STRUCTURE_26
+
+LABEL_NAMES = {Label.GTVP: "gtvp", Label.GTVN: "gtvn"}
 IOU_THRESHOLD = 0.3
-STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
-"""26-connectivity for 3D component labelling (``scipy.ndimage.label`` structure)."""
 
 
 def _array(a: Any) -> np.ndarray:
@@ -89,7 +89,7 @@ def dice(pred: np.ndarray, truth: np.ndarray, label: int, empty_both: float = 1.
 
 
 def mean_dice(
-    pairs: Iterable[tuple[np.ndarray, np.ndarray]], label: int = GTVP, empty_both: float = 1.0
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]], label: int = Label.GTVP, empty_both: float = 1.0
 ) -> tuple[list[float], float]:
     """Per-case Dice of ``label`` over ``(pred, truth)`` pairs and their mean (NaN entries are left out of the mean;
     NaN when there is no case)."""
@@ -105,7 +105,7 @@ class AggregateDice:
     ``update(pred, truth)`` once per case; ``value`` is NaN while both sums are 0.
     """
 
-    label: int = GTVN
+    label: int = Label.GTVN
     intersection: int = 0
     total: int = 0
 
@@ -119,7 +119,7 @@ class AggregateDice:
         return 2.0 * self.intersection / self.total if self.total else math.nan
 
 
-def aggregated_dice(pairs: Iterable[tuple[np.ndarray, np.ndarray]], label: int = GTVN) -> float:
+def aggregated_dice(pairs: Iterable[tuple[np.ndarray, np.ndarray]], label: int = Label.GTVN) -> float:
     """Aggregated Dice of ``label`` over ``(pred, truth)`` pairs (see :class:`AggregateDice`)."""
     acc = AggregateDice(label)
     for p, g in pairs:
@@ -198,7 +198,9 @@ def match_components(
 
 
 def detection_f1(
-    pairs: Iterable[tuple[np.ndarray, np.ndarray]], label: int = GTVN, iou_threshold: float = IOU_THRESHOLD
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    label: int = Label.GTVN,
+    iou_threshold: float = IOU_THRESHOLD,
 ) -> tuple[float, DetectionCounts]:
     """Aggregated detection F1 of ``label`` over ``(pred, truth)`` label maps, with the summed counts."""
     total = DetectionCounts()
@@ -269,7 +271,7 @@ def case_metrics(
         found = match_components(p, g)
         row[f"n_pred_{name}"] = found.n_pred
         row[f"n_truth_{name}"] = found.n_truth
-        if label == GTVN:
+        if label == Label.GTVN:
             detection = found
     assert detection is not None
     row.update(tp=detection.counts.tp, fp=detection.counts.fp, fn=detection.counts.fn)
@@ -288,7 +290,7 @@ class SegmentationScorer:
         self.with_hd95 = with_hd95
         self.empty_both = empty_both
         self.gtvp_dice: list[float] = []
-        self.gtvn_agg = AggregateDice(GTVN)
+        self.gtvn_agg = AggregateDice(Label.GTVN)
         self.detection = DetectionCounts()
 
     def update(

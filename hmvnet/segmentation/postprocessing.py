@@ -46,12 +46,10 @@ from scipy import ndimage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from hmvnet import Label
 from hmvnet.config import PostprocessConfig
 from hmvnet.errors import InputError, WeightsError
-
-BACKGROUND, GTVP, GTVN = 0, 1, 2
-STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
-"""26-connectivity for connected components."""
+from hmvnet.geometry import STRUCTURE_26
 
 Spacing = tuple[float, float, float]
 Decision = Callable[[np.ndarray, PostprocessConfig], np.ndarray]
@@ -61,7 +59,7 @@ Step = Callable[[np.ndarray, Spacing, PostprocessConfig], np.ndarray]
 # ------------------------------------------------------------------------------------------ building blocks
 def foreground_probability(probs: np.ndarray) -> np.ndarray:
     """``1 - p_background`` ``(z, y, x)`` float32 from probabilities ``(3, z, y, x)``."""
-    return (1.0 - probs[BACKGROUND]).astype(np.float32, copy=False)
+    return (1.0 - probs[Label.BACKGROUND]).astype(np.float32, copy=False)
 
 
 def ball(radius_mm: float, spacing_xyz: Spacing) -> np.ndarray:
@@ -155,7 +153,7 @@ def _remove_ids(labels: np.ndarray, ids: np.ndarray, drop: np.ndarray, n: int) -
     if len(drop):
         lut = np.zeros(n + 1, dtype=bool)
         lut[drop] = True
-        out[lut[ids]] = BACKGROUND
+        out[lut[ids]] = Label.BACKGROUND
     return out
 
 
@@ -177,11 +175,11 @@ def argmax_foreground(probs: np.ndarray, config: PostprocessConfig) -> np.ndarra
     """Label-aware decision: argmax class where it is not background and ``1 - p_background >= threshold``."""
     # Elementwise rather than np.argmax(axis=0), which is ~10x slower on a (3, z, y, x) array; ties go to the
     # lower class id, as with argmax.
-    p_bg, p_p, p_n = probs[BACKGROUND], probs[GTVP], probs[GTVN]
+    p_bg, p_p, p_n = probs[Label.BACKGROUND], probs[Label.GTVP], probs[Label.GTVN]
     best = np.maximum(p_p, p_n)
     foreground = (best > p_bg) & (foreground_probability(probs) >= config.threshold)
-    labels = np.where(p_n > p_p, GTVN, GTVP).astype(np.uint8)
-    labels[~foreground] = BACKGROUND
+    labels = np.where(p_n > p_p, Label.GTVN, Label.GTVP).astype(np.uint8)
+    labels[~foreground] = Label.BACKGROUND
     return labels
 
 
@@ -194,10 +192,10 @@ def primary_by_mass(probs: np.ndarray, config: PostprocessConfig) -> np.ndarray:
     ids, n = components(foreground)
     if n == 0:
         return np.zeros(foreground.shape, dtype=np.uint8)
-    mass = np.bincount(ids.ravel(), weights=probs[GTVP].ravel(), minlength=n + 1)[1:]
-    lut = np.full(n + 1, GTVN, dtype=np.uint8)
-    lut[0] = BACKGROUND
-    lut[int(np.argmax(mass)) + 1] = GTVP
+    mass = np.bincount(ids.ravel(), weights=probs[Label.GTVP].ravel(), minlength=n + 1)[1:]
+    lut = np.full(n + 1, Label.GTVN, dtype=np.uint8)
+    lut[0] = Label.BACKGROUND
+    lut[int(np.argmax(mass)) + 1] = Label.GTVP
     return lut[ids]
 
 
@@ -206,9 +204,9 @@ def close_labels(labels: np.ndarray, spacing_xyz: Spacing, config: PostprocessCo
     """Closing per label with a ball of ``closing_radius_mm``; it only adds background voxels, never takes the
     other label's. A background voxel closed by both labels goes to GTVp (closed first)."""
     out = labels.copy()
-    for value in (GTVP, GTVN):
+    for value in (Label.GTVP, Label.GTVN):
         closed = close_mask(labels == value, config.closing_radius_mm, spacing_xyz)
-        out[closed & (out == BACKGROUND)] = value
+        out[closed & (out == Label.BACKGROUND)] = value
     return out
 
 
@@ -217,7 +215,7 @@ def remove_small_components(
 ) -> np.ndarray:
     """Per label, drop 26-connected components smaller than ``min_volume_mm3``."""
     out = labels
-    for value in (GTVP, GTVN):
+    for value in (Label.GTVP, Label.GTVN):
         mask = labels == value
         if not mask.any():
             continue
@@ -236,8 +234,8 @@ def keep_largest_as_gtvp(labels: np.ndarray, spacing_xyz: Spacing, config: Postp
     volumes = component_volumes_mm3(ids, n, spacing_xyz)
     order = np.argsort(-volumes, kind="stable")[: max(int(config.max_components), 0)] + 1
     lut = np.zeros(n + 1, dtype=np.uint8)
-    lut[order] = GTVN
-    lut[order[:1]] = GTVP
+    lut[order] = Label.GTVN
+    lut[order[:1]] = Label.GTVP
     return lut[ids]
 
 
@@ -246,13 +244,13 @@ def make_keep_largest_gtvp(secondary_gtvp_as_gtvn: bool = True) -> Step:
     ``secondary_gtvp_as_gtvn``) or background. Run after :func:`remove_small_components`."""
 
     def keep_largest_gtvp(labels: np.ndarray, spacing_xyz: Spacing, config: PostprocessConfig) -> np.ndarray:
-        ids, n = components(labels == GTVP)
+        ids, n = components(labels == Label.GTVP)
         if n <= 1:
             return labels.copy()
         volumes = component_volumes_mm3(ids, n, spacing_xyz)
         largest = int(np.argmax(volumes)) + 1
         out = labels.copy()
-        out[(ids > 0) & (ids != largest)] = GTVN if secondary_gtvp_as_gtvn else BACKGROUND
+        out[(ids > 0) & (ids != largest)] = Label.GTVN if secondary_gtvp_as_gtvn else Label.BACKGROUND
         return out
 
     return keep_largest_gtvp
@@ -261,10 +259,10 @@ def make_keep_largest_gtvp(secondary_gtvp_as_gtvn: bool = True) -> Step:
 def remove_distant_gtvn(labels: np.ndarray, spacing_xyz: Spacing, config: PostprocessConfig) -> np.ndarray:
     """Drop GTVn components whose centroid is more than ``max_distance_mm`` (mm, Euclidean) from the centroid of
     all GTVp voxels; without GTVp nothing is dropped."""
-    gtvp_centre = mask_centroid_mm(labels == GTVP, spacing_xyz)
+    gtvp_centre = mask_centroid_mm(labels == Label.GTVP, spacing_xyz)
     if gtvp_centre is None:
         return labels.copy()
-    ids, n = components(labels == GTVN)
+    ids, n = components(labels == Label.GTVN)
     if n == 0:
         return labels.copy()
     distances = np.linalg.norm(component_centroids_mm(ids, n, spacing_xyz) - gtvp_centre, axis=1)

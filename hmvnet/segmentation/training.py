@@ -55,6 +55,7 @@ from hmvnet.config import (
 )
 from hmvnet.data.cases import discover_cases, read_training_case
 from hmvnet.data.weights import load_state_dict, save_state_dict
+from hmvnet.data.writers import json_ready, write_json, write_with
 from hmvnet.errors import InputError, WeightsError
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def build_cache(
 
     root = cache_dir / cache_key(config)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "preprocess.json").write_text(json.dumps(to_dict(config), indent=2))
+    write_json(to_dict(config), root / "preprocess.json", indent=2)
     folders = {p.name: p for p in discover_cases(data_dir)}
     if not folders:
         raise InputError(
@@ -141,22 +142,23 @@ def build_cache(
             import SimpleITK as sitk
 
             entry.mkdir(exist_ok=True)
-            np.save(entry / "image.npy", pre.image.astype(np.float16))
-            tmp = entry / "label.tmp.npy"
+            image = pre.image.astype(np.float16)
+            _save_npy(entry / "image.npy", image)
             assert pre.label is not None  # a label was passed to preprocess
-            np.save(tmp, sitk.GetArrayFromImage(pre.label).astype(np.uint8))
-            (entry / "geometry.json").write_text(
-                json.dumps(
-                    {
-                        "spacing": pre.ct_hu.GetSpacing(),
-                        "origin": pre.ct_hu.GetOrigin(),
-                        "size": pre.ct_hu.GetSize(),
-                    }
-                )
-            )
-            tmp.replace(entry / "label.npy")  # written last: its presence marks a complete entry
+            geometry = {
+                "spacing": pre.ct_hu.GetSpacing(),
+                "origin": pre.ct_hu.GetOrigin(),
+                "size": pre.ct_hu.GetSize(),
+            }
+            write_json(json_ready(geometry), entry / "geometry.json")
+            label = sitk.GetArrayFromImage(pre.label).astype(np.uint8)
+            _save_npy(entry / "label.npy", label)  # written last: marks a complete entry
         out[case_id] = entry
     return out
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    write_with(path, lambda tmp: np.save(tmp, array))
 
 
 def _load_entry(entry: Path) -> dict[str, np.ndarray]:
@@ -338,9 +340,8 @@ def train_fold(
     if not train_entries:
         raise InputError(f"fold {fold} leaves no training cases ({len(entries)} cases in {data_dir})")
     if _is_main():
-        (fold_dir / "split.json").write_text(
-            json.dumps({"train": sorted(set(entries) - val_set), "val": sorted(val_set)}, indent=1)
-        )
+        split = {"train": sorted(set(entries) - val_set), "val": sorted(val_set)}
+        write_json(split, fold_dir / "split.json", indent=1)
 
     _seed_everything(cfg.seed)
     model = build_model(seg_config.model).to(device)
@@ -430,7 +431,7 @@ def train_fold(
         if not (fold_dir / "best.safetensors").is_file():
             save_state_dict(model.state_dict(), fold_dir / "best.safetensors")
         export_weights(out_dir, seg_config, fold, fold_dir / "best.safetensors")
-        (fold_dir / "best.json").write_text(json.dumps(best, indent=2))
+        write_json(json_ready(best), fold_dir / "best.json", indent=2)
     return best
 
 
@@ -484,33 +485,31 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
             with open(path, "a", newline="") as handle:
                 csv.DictWriter(handle, fieldnames=fields).writerow(row)
             return
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows([*rows, row])
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows([*rows, row])
+
+    write_with(path, write)
 
 
 def _save_checkpoint(path: Path, model, optimiser, scheduler, scaler, epoch: int, best: dict) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimiser": optimiser.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "best": best,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),  # noqa: NPY002
-                "python": random.getstate(),
-            },
+    state = {
+        "model": model.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "best": best,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),  # noqa: NPY002
+            "python": random.getstate(),
         },
-        tmp,
-    )
-    tmp.replace(path)
+    }
+    write_with(path, lambda tmp: torch.save(state, tmp))
 
 
 def export_weights(out_dir: Path, seg_config: SegmentationConfig, fold: int, source: Path) -> Path:

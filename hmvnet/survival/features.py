@@ -52,6 +52,8 @@ import radiomics
 import SimpleITK as sitk
 from radiomics import featureextractor
 
+from hmvnet import Label
+from hmvnet.geometry import assert_same_space
 from hmvnet.survival.masks import (
     MASK_VARIANTS,
     bounding_box,
@@ -88,8 +90,8 @@ class RadiomicsConfig:
     """Worker processes for the (variant, modality) extractions; 1 runs inline."""
     min_mask_voxels: int = 2
     """Variants with fewer voxels get NaN features."""
-    gtvp_label: int = 1
-    gtvn_label: int = 2
+    gtvp_label: int = Label.GTVP
+    gtvn_label: int = Label.GTVN
     min_component_mm3: float = 10.0
     """Components smaller than this (mm³) are not counted in count_gtvp / count_gtvn."""
 
@@ -210,24 +212,6 @@ def _extract_pair(
     return parse_pyradiomics_result(result)
 
 
-def check_same_grid(**images: sitk.Image) -> None:
-    """Raise ValueError unless all images share size, spacing, origin and direction (tolerance 1e-4 mm)."""
-    items = list(images.items())
-    ref_name, ref = items[0]
-    for name, image in items[1:]:
-        for what, a, b in (
-            ("size", ref.GetSize(), image.GetSize()),
-            ("spacing", ref.GetSpacing(), image.GetSpacing()),
-            ("origin", ref.GetOrigin(), image.GetOrigin()),
-            ("direction", ref.GetDirection(), image.GetDirection()),
-        ):
-            if len(a) != len(b) or not np.allclose(a, b, rtol=0.0, atol=1e-4):
-                raise ValueError(
-                    f"{name} {what} {tuple(b)} differs from {ref_name} {what} {tuple(a)}; radiomics needs CT, "
-                    "PET and label on one common grid (run the preprocessing stage first)"
-                )
-
-
 def _pool_context() -> multiprocessing.context.BaseContext:
     # Never fork a parent that may hold torch/ITK thread pools; a forkserver (preloaded with this module) makes
     # later pools cheap, spawn is the portable fallback.
@@ -309,7 +293,7 @@ def extract_features(
         ValueError: the images are not on one grid, or the PET cannot be normalised (no body, median <= 0).
     """
     config = config or RadiomicsConfig()
-    check_same_grid(ct=ct, pet=pet, label=label)
+    assert_same_space(ct=ct, pet=pet, label=label)
     spacing = tuple(float(s) for s in ct.GetSpacing())
     ct_arr = sitk.GetArrayViewFromImage(ct)
     suv_eq = pet_to_suv_equivalent(

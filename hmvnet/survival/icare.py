@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from hmvnet.data.writers import json_ready
 from hmvnet.errors import InputError, WeightsError
 
 __all__ = [
@@ -826,19 +827,9 @@ class BaggedIcareSurvival(_HarrellScoreMixin, BaseEstimator):
 
 
 # ------------------------------------------------------------------------------------------ JSON helpers
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_json_value(v) for v in value]
-    return value
-
-
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     """Hyper-parameters as JSON; a Generator ``random_state`` (not serialisable) is stored as None."""
-    out = {k: _json_value(v) for k, v in params.items()}
+    out = {k: json_ready(v, nonfinite="keep") for k, v in params.items()}
     if isinstance(params.get("random_state"), np.random.Generator):
         out["random_state"] = None
     return out

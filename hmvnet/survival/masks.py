@@ -58,6 +58,8 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from hmvnet.geometry import STRUCTURE_26
+
 VariantKind = Literal["lesions", "bbox", "pet_frac", "bbox_suv", "dilation", "shell"]
 
 
@@ -212,7 +214,7 @@ def count_components(mask: np.ndarray, spacing_xyz: Sequence[float], min_volume_
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return 0
-    components, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    components, n = ndimage.label(mask, structure=STRUCTURE_26)
     voxel_mm3 = float(np.prod(spacing_xyz))
     sizes = np.bincount(components.ravel(), minlength=n + 1)[1:]
     return int(np.count_nonzero(sizes * voxel_mm3 >= min_volume_mm3))

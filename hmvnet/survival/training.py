@@ -41,9 +41,11 @@ from hmvnet.config import SegmentationConfig, from_dict, load_config, save_confi
 from hmvnet.data.cases import TASK2_CSV, read_label, read_training_case
 from hmvnet.data.clinical_record import ClinicalRecord, record_from_mapping
 from hmvnet.data.weights import save_state_dict, sha256_file
+from hmvnet.data.writers import write_text, write_with
 from hmvnet.errors import InputError
 from hmvnet.evaluation.metrics import concordance_index
-from hmvnet.segmentation.preprocessing import preprocess, resample_label
+from hmvnet.geometry import resample_label
+from hmvnet.segmentation.preprocessing import preprocess
 from hmvnet.segmentation.training import centre_of
 from hmvnet.survival.clinical_encoder import ClinicalEncoder
 from hmvnet.survival.features import make_executor
@@ -122,14 +124,12 @@ def prepare_patient(
         label = sitk.GetArrayViewFromImage(crop_label)
         feats = extract_features(pre.ct_hu, pre.pet, crop_label, config.radiomics, executor=executor)
         size = tuple(config.fusion.crop_size)
-        tmp = entry.with_name(f".{pid}.partial.npz")
-        np.savez(
-            tmp,
+        arrays = dict(
             image=crop_around(pre.image, lesion_centre(label), size).astype(np.float16),  # type: ignore[arg-type]
             image_centre=crop_around(pre.image, tuple(s // 2 for s in label.shape), size).astype(np.float16),  # type: ignore[arg-type]
             radiomics=feats.to_numpy(dtype=np.float64),
         )
-        tmp.replace(entry)
+        write_with(entry, lambda tmp: np.savez(tmp, **arrays))
     data = np.load(entry)
     return Patient(pid, float(row["RFS"]), bool(row["Relapse"]), record, data["image"].astype(np.float32),
                    data["image_centre"].astype(np.float32), data["radiomics"])  # fmt: skip
@@ -236,9 +236,7 @@ def save_models(models: list[FoldModel], config: SurvivalConfig, out_dir: Path) 
         weights[f"fold{k}_fusion.safetensors"] = save_state_dict(model.net.state_dict(),
                                                                  out_dir / f"fold{k}_fusion.safetensors")  # fmt: skip
         state = out_dir / f"fold{k}_state.json"
-        tmp = state.with_name(f".{state.name}.partial")
-        tmp.write_text(json.dumps(model.state_json()))
-        tmp.replace(state)
+        write_text(json.dumps(model.state_json()), state)
         weights[state.name] = sha256_file(state)
     return save_config(dataclasses.replace(config, weights=weights), out_dir)
 
@@ -288,8 +286,7 @@ def write_ablation(path: Path, rows: list[tuple[str, float]], oracle: float | No
     if oracle is not None:
         lines.append(f"| oracle: the generator's true log-hazard | {oracle:.4f} | 1.000 |")
     lines += ["", notes, ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    write_text("\n".join(lines), path)
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -353,8 +350,8 @@ def cli_main(argv: list[str]) -> int:
     c_full = concordance_index(times, events, oof)
     log.info("out-of-fold C-index (ours, full): %.4f", c_full)
     save_models(models, config, args.out)
-    pd.DataFrame({"PatientID": [p.pid for p in patients], "risk": oof}).to_csv(args.out / "oof_risks.csv",
-                                                                             index=False)  # fmt: skip
+    oof_table = pd.DataFrame({"PatientID": [p.pid for p in patients], "risk": oof})
+    write_with(args.out / "oof_risks.csv", lambda tmp: oof_table.to_csv(tmp, index=False))
     if args.ablation:
         no_seg = dataclasses.replace(config, use_segmentation_features=False,
                                      fusion=dataclasses.replace(config.fusion, radiomics_dim=0))  # fmt: skip

@@ -30,8 +30,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from hmvnet import LABEL_GTVN, LABEL_GTVP
+from hmvnet import Label
+from hmvnet.data.writers import write_text, write_with
 from hmvnet.errors import InputError
+from hmvnet.geometry import STRUCTURE_26
 from hmvnet.synthetic.phantom import (
     Axes,
     Grid,
@@ -553,8 +555,8 @@ def _render_label(gtvp: Lesion, nodes: list[Lesion], grid: Grid) -> np.ndarray:
     axes = grid.axes()
     shape = tuple(reversed(grid.size))
     label = np.zeros(shape, dtype=np.uint8)
-    label[lesion_mask(nodes, axes, shape)] = LABEL_GTVN  # type: ignore[arg-type]
-    label[lesion_mask([gtvp], axes, shape)] = LABEL_GTVP  # type: ignore[arg-type]
+    label[lesion_mask(nodes, axes, shape)] = Label.GTVN  # type: ignore[arg-type]
+    label[lesion_mask([gtvp], axes, shape)] = Label.GTVP  # type: ignore[arg-type]
     return label
 
 
@@ -667,22 +669,22 @@ def generate_case(
     pet_suv = _render_pet(patient, lesions, pet_grid, fwhm, pet_noise, int(rng_seed))
     suv_max, tlg = _lesion_suv(pet_suv, lesions, pet_grid)
     gtvp_suv_max, _ = _lesion_suv(pet_suv, [gtvp], pet_grid)
-    nodes_mask = label_arr == LABEL_GTVN
+    nodes_mask = label_arr == Label.GTVN
     boxes = ndimage.find_objects(nodes_mask.astype(np.uint8))
-    n_components = int(ndimage.label(nodes_mask[boxes[0]], structure=np.ones((3, 3, 3)))[1]) if boxes else 0
+    n_components = int(ndimage.label(nodes_mask[boxes[0]], structure=STRUCTURE_26)[1]) if boxes else 0
 
     ct = ct_grid.image(ct_arr)
     label = ct_grid.image(label_arr)
     pet = pet_grid.image((pet_suv * np.float32(pet_scale)).astype(np.float32))
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(label)
-    centroid = stats.GetCentroid(LABEL_GTVP) if stats.HasLabel(LABEL_GTVP) else (math.nan,) * 3
+    centroid = stats.GetCentroid(Label.GTVP) if stats.HasLabel(Label.GTVP) else (math.nan,) * 3
     truth: dict[str, Any] = {
         "PatientID": pid,
-        "gtvp_volume_ml": round(float((label_arr == LABEL_GTVP).sum()) * ct_grid.voxel_ml, 3),
+        "gtvp_volume_ml": round(float((label_arr == Label.GTVP).sum()) * ct_grid.voxel_ml, 3),
         "gtvn_count": len(nodes),
         "gtvn_components": n_components,
-        "gtvn_volume_ml": round(float((label_arr == LABEL_GTVN).sum()) * ct_grid.voxel_ml, 3),
+        "gtvn_volume_ml": round(float((label_arr == Label.GTVN).sum()) * ct_grid.voxel_ml, 3),
         "suv_max": round(suv_max, 3),
         "gtvp_suv_max": round(gtvp_suv_max, 3),
         "tlg_suv_ml": round(tlg, 2),
@@ -742,7 +744,7 @@ def save_preview(case: SynthCase, png_path: Path | str) -> Path:
     sx, sy, sz = ct.GetSpacing()
     ox, oy, oz = ct.GetOrigin()
     nz, ny, nx = ct_a.shape
-    fg = np.argwhere(lab_a == LABEL_GTVP)
+    fg = np.argwhere(lab_a == Label.GTVP)
     k, j, i = fg.mean(axis=0).round().astype(int) if fg.size else (nz // 2, ny // 2, nx // 2)
     ext_x, ext_y, ext_z = (ox, ox + nx * sx), (oy, oy + ny * sy), (oz, oz + nz * sz)
     views = [
@@ -762,7 +764,7 @@ def save_preview(case: SynthCase, png_path: Path | str) -> Path:
             ax = axes[row, col]
             ax.imshow(cut(arr), extent=extent, origin=origin, interpolation="nearest", **kw)
             lab = cut(lab_a)
-            for value, colour in ((LABEL_GTVP, "cyan"), (LABEL_GTVN, "lime")):
+            for value, colour in ((Label.GTVP, "cyan"), (Label.GTVN, "lime")):
                 if (lab == value).any():
                     ax.contour(
                         (lab == value).astype(float),
@@ -781,17 +783,14 @@ def save_preview(case: SynthCase, png_path: Path | str) -> Path:
         fontsize=10,
     )
     fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=80)
+    png_path = write_with(png_path, lambda tmp: fig.savefig(tmp, dpi=80))
     plt.close(fig)
     return png_path
 
 
 # --------------------------------------------------------------------------------------------------- writers
 def _write_image(image: sitk.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path), True)
+    write_with(path, lambda tmp: sitk.WriteImage(image, str(tmp), True))
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -830,11 +829,14 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def _write_rows(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
+
+    write_with(path, write)
 
 
 def generate_cohort(
@@ -907,7 +909,7 @@ def write_gc_case(
         style = _EHR_MISSING_STYLES[int(rng.integers(len(_EHR_MISSING_STYLES)))]
         if style != "absent":
             ehr[key] = style
-    (out / "ehr.json").write_text(json.dumps(ehr, indent=2) + "\n")
+    write_text(json.dumps(ehr, indent=2) + "\n", out / "ehr.json")
     if truth_out is not None:
         truth_dir = Path(truth_out)
         _write_image(case.label, truth_dir / "label.nii.gz")
@@ -917,7 +919,7 @@ def write_gc_case(
             "ct_file": f"{ct_id}.mha",
             "pet_file": f"{pet_id}.mha",
         }
-        (truth_dir / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
+        write_text(json.dumps(truth, indent=2) + "\n", truth_dir / "truth.json")
     return case
 
 

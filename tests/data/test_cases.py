@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from hmvnet.data.cases import discover_cases, read_case, read_gc_case, read_image, write_json, write_label
+from hmvnet.data.cases import discover_cases, read_case, read_gc_case, read_image
 from hmvnet.data.clinical_record import ClinicalRecord, parse_ehr_text, read_ehr
+from hmvnet.data.writers import write_json, write_label
 from hmvnet.errors import InputError
 
 

@@ -9,7 +9,8 @@ from scipy import ndimage
 
 from hmvnet.config import PreprocessConfig
 from hmvnet.errors import InputError
-from hmvnet.segmentation.preprocessing import label_to_reference, locate_head, overlap_bounds, preprocess
+from hmvnet.geometry import label_to_reference
+from hmvnet.segmentation.preprocessing import locate_head, overlap_bounds, preprocess
 from tests.helpers import image_from_function, origin_for_direction
 
 CONFIG = PreprocessConfig(spacing_mm=(2.0, 2.0, 2.0))
