@@ -20,17 +20,13 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 import torch
 
-from hmvnet.app.pipeline import Segmenter
 from hmvnet.data.cases import discover_cases, read_case
 from hmvnet.evaluation.metrics import SegmentationScorer
-from hmvnet.geometry import array_to_image, label_to_reference
-from hmvnet.segmentation.postprocessing import postprocess
-from hmvnet.segmentation.preprocessing import preprocess
+from hmvnet.segmentation.segmenter import Segmenter
 
 PRESETS = ("paper", "label_aware", "primary_mass")
 THRESHOLDS = (0.7, 0.5)
@@ -73,9 +69,9 @@ def main() -> None:
     start = time.perf_counter()
     for folder in cases:
         case = read_case(folder)
-        pre = preprocess(case.ct, case.pet, segmenter.config.preprocess)
+        pre = segmenter.preprocess(case)
         t0 = time.perf_counter()
-        probs = segmenter.inferer(pre.image)
+        probs = segmenter.probabilities(pre.image)
         infer_s = time.perf_counter() - t0
         truth = sitk.GetArrayFromImage(case.label)
         crops = {}
@@ -83,9 +79,8 @@ def main() -> None:
             preset, threshold, volume, interpolation = variant
             if variant[:3] not in crops:
                 config = dataclasses.replace(base, preset=preset, threshold=threshold, min_volume_mm3=volume)
-                crop = postprocess(probs, pre.ct_hu.GetSpacing(), config)
-                crops[variant[:3]] = array_to_image(crop.astype(np.uint8), pre.ct_hu)
-            label = label_to_reference(crops[variant[:3]], case.ct, interpolation)
+                crops[variant[:3]] = segmenter.postprocess(probs, pre.ct_hu.GetSpacing(), config)
+            _, label = segmenter.to_ct_grid(crops[variant[:3]], pre, case.ct, interpolation)
             row = scorers[variant].update(sitk.GetArrayFromImage(label), truth, case.ct.GetSpacing())
             if variant == default:
                 rows.append({"case_id": case.case_id, "inference_s": infer_s, **row})

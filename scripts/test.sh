@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh --dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy hmvnet
 .venv/bin/python -m pytest "$@"

@@ -9,23 +9,18 @@ import argparse
 import logging
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 from hmvnet import Label
-from hmvnet.config import SegmentationConfig, load_config
 from hmvnet.data.cases import Case, read_gc_case
-from hmvnet.data.weights import load_state_dict, resolve_weights_dir
+from hmvnet.data.weights import resolve_weights_dir
 from hmvnet.data.writers import write_json, write_label
 from hmvnet.errors import InputError, WeightsError
-from hmvnet.geometry import LABEL_INTERPOLATIONS, array_to_image, label_to_reference
-from hmvnet.segmentation.preprocessing import PreprocessedCase, preprocess
+from hmvnet.segmentation.segmenter import Segmenter
 
 log = logging.getLogger("hmvnet")
 
@@ -39,69 +34,6 @@ OUTPUT_PROFILES: dict[str, tuple[Path | None, bool]] = {
     "both": (SEG_2025, True),
     "hecktor2026": (SEG_2026, True),  # one run writes every output
 }
-
-
-@dataclass
-class SegmentationResult:
-    """The label on the original CT grid, the preprocessed case and the label on its crop grid."""
-
-    label: sitk.Image
-    preprocessed: PreprocessedCase
-    crop_label: sitk.Image
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-class Segmenter:
-    """HM-VNet fold ensemble with its configuration; load once, call per case."""
-
-    def __init__(self, config: SegmentationConfig, models: Sequence[torch.nn.Module], device: torch.device):
-        from hmvnet.segmentation.inference import SegmentationInferer
-        from hmvnet.segmentation.network import required_divisor
-
-        self.config = config
-        self.inferer = SegmentationInferer(
-            models, config.inference, device, size_multiple=required_divisor(config.model)
-        )
-
-    @classmethod
-    def load(cls, folder: Path, device: str | None = None) -> Segmenter:
-        from hmvnet.segmentation.inference import select_device
-        from hmvnet.segmentation.network import build_model
-
-        config: SegmentationConfig = load_config(SegmentationConfig, folder)
-        if not config.weights:
-            raise WeightsError(f"{folder}/config.json lists no weight files")
-        if config.postprocess.output_interpolation not in LABEL_INTERPOLATIONS:
-            raise WeightsError(
-                f"{folder}/config.json: postprocess.output_interpolation="
-                f"{config.postprocess.output_interpolation!r}, expected one of {LABEL_INTERPOLATIONS}"
-            )
-        models = []
-        for name, digest in sorted(config.weights.items()):
-            model = build_model(config.model)
-            try:
-                model.load_state_dict(load_state_dict(folder / name, digest))
-            except RuntimeError as exc:
-                raise WeightsError(f"{folder / name} does not match the model in config.json: {exc}") from exc
-            models.append(model.eval())
-        return cls(config, models, select_device(device))
-
-    def __call__(self, case: Case) -> SegmentationResult:
-        from hmvnet.segmentation.postprocessing import postprocess
-
-        timings = {}
-        start = time.perf_counter()
-        pre = preprocess(case.ct, case.pet, self.config.preprocess)
-        timings["preprocess_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        probs = self.inferer(pre.image)
-        timings["inference_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        crop = postprocess(probs, pre.ct_hu.GetSpacing(), self.config.postprocess)
-        crop_label = array_to_image(crop.astype(np.uint8), pre.ct_hu)
-        label = label_to_reference(crop_label, case.ct, self.config.postprocess.output_interpolation)
-        timings["postprocess_s"] = time.perf_counter() - start
-        return SegmentationResult(label, pre, crop_label, timings)
 
 
 class Pipeline:

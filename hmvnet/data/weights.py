@@ -18,7 +18,7 @@ from hmvnet.errors import WeightsError
 
 ENV_WEIGHTS = "HMVNET_WEIGHTS"
 PLATFORM_MODEL_DIR = Path("/opt/ml/model")
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

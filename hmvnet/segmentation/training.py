@@ -258,20 +258,14 @@ def validate(
 ) -> dict[str, float]:
     """Whole-case validation through the inference path; metrics on the crop grid."""
     from hmvnet.evaluation.metrics import evaluate_segmentations
-    from hmvnet.segmentation.inference import SegmentationInferer
-    from hmvnet.segmentation.network import required_divisor
-    from hmvnet.segmentation.postprocessing import postprocess
+    from hmvnet.segmentation.segmenter import Segmenter
 
-    inferer = SegmentationInferer(
-        [model], config.inference, device, size_multiple=required_divisor(config.model)
-    )
+    segmenter = Segmenter(config, [model], device)
     pairs = []
     for entry in entries.values():
         data = _load_entry(entry)
         spacing = tuple(json.loads((entry / "geometry.json").read_text())["spacing"])
-        probs = inferer(data["image"])
-        pred = postprocess(probs, spacing, config.postprocess)
-        pairs.append((pred, data["label"][0], spacing))
+        pairs.append((segmenter.segment_array(data["image"], spacing), data["label"][0], spacing))
     return evaluate_segmentations(pairs)
 
 
@@ -437,7 +431,7 @@ def train_fold(
 
 def load_init_weights(model: torch.nn.Module, path: Path) -> None:
     """Load a safetensors file into ``model`` for fine-tuning. When a ``config.json`` beside it lists the file,
-    its sha256 is checked (as :class:`hmvnet.app.pipeline.Segmenter` does); weights that do not fit the model are a
+    its sha256 is checked (as :class:`hmvnet.segmentation.segmenter.Segmenter` does); weights that do not fit the model are a
     :class:`WeightsError` with torch's list of missing, unexpected and mis-shaped keys."""
     from safetensors.torch import load_file
 

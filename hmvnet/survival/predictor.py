@@ -238,7 +238,7 @@ class SurvivalPredictor:
 
     def predict_risk(self, case: Any, segmentation: Any) -> float:
         """The risk (higher = earlier relapse) of a case (:class:`hmvnet.data.cases.Case`) and its
-        :class:`hmvnet.app.pipeline.SegmentationResult`; always finite."""
+        :class:`hmvnet.segmentation.segmenter.SegmentationResult`; always finite."""
         return self.risk_from_inputs(self.inputs_for(case, segmentation))
 
     def close(self) -> None:

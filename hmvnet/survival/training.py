@@ -326,7 +326,7 @@ def cli_main(argv: list[str]) -> int:
     seg_config: SegmentationConfig = load_config(SegmentationConfig, args.seg_weights)
     segmenter = None
     if not args.gt_masks:
-        from hmvnet.app.pipeline import Segmenter
+        from hmvnet.segmentation.segmenter import Segmenter
 
         segmenter = Segmenter.load(args.seg_weights)
     table = read_outcomes(args.data)
