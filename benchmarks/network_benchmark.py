@@ -75,7 +75,7 @@ def _child(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    from hmvnet.segmentation.network import count_parameters
+    from hmvnet.data.weights import count_parameters
 
     model = _build(args.model, args.fs, args.flash).eval()
     result: dict = {"params": count_parameters(model), "rss_after_build_mb": _peak_rss_mb()}

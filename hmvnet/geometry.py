@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from hmvnet.config import ImageInterpolator, LabelInterpolation
+
 SAME_SPACE_TOL_MM = 1e-4
 """Tolerance of :func:`assert_same_space` on spacing and origin (mm) and on direction cosines: ITK's own default
 coordinate tolerance is 1e-6 x the spacing; 1e-4 mm absorbs the float32 round-trip of a NIfTI header."""
@@ -24,7 +26,10 @@ coordinate tolerance is 1e-6 x the spacing; 1e-4 mm absorbs the float32 round-tr
 STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 """26-connectivity for 3-D connected components (``scipy.ndimage.label`` structure), used everywhere."""
 
-_INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
+_INTERPOLATORS: dict[str, int] = {
+    ImageInterpolator.LINEAR: sitk.sitkLinear,
+    ImageInterpolator.BSPLINE: sitk.sitkBSpline,
+}
 
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -71,7 +76,7 @@ def resample_label(label: sitk.Image, reference: sitk.Image) -> sitk.Image:
     return sitk.Resample(label, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
-LABEL_INTERPOLATIONS = ("nearest", "linear")
+LABEL_INTERPOLATIONS = tuple(str(m) for m in LabelInterpolation)
 
 
 def label_to_reference(

@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from hmvnet.config import InferenceConfig, ModelConfig, PreprocessConfig, SegmentationConfig
-from hmvnet.segmentation.training import TrainConfig
+from hmvnet.config import (
+    InferenceConfig,
+    ModelConfig,
+    PreprocessConfig,
+    SegmentationConfig,
+    SegmentationTrainConfig,
+)
 
 
 def physical_grid(size, spacing, origin, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)):
@@ -96,7 +101,7 @@ TINY = SegmentationConfig(
     model=ModelConfig(stem_channels=4, feature_size=6, window_size=(4, 4, 4), use_flash_attention=True),
     inference=InferenceConfig(roi_size=(32, 32, 32), overlap=0.25),
 )
-TRAIN = TrainConfig(epochs=3, samples_per_epoch=2, batch_size=1, lr=1e-3, val_every=1, checkpoint_every=1,
+TRAIN = SegmentationTrainConfig(epochs=3, samples_per_epoch=2, batch_size=1, lr=1e-3, val_every=1, checkpoint_every=1,
                     n_folds=3, elastic_prob=0.0)  # fmt: skip
 
 

@@ -59,3 +59,8 @@ def resolve_weights_dir(explicit: Path | str | None = None) -> Path:
     if (PLATFORM_MODEL_DIR / "segmentation" / "config.json").is_file():
         return PLATFORM_MODEL_DIR
     return SHIPPED_WEIGHTS
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable, by default) scalar parameters of ``model``: the one parameter counter."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

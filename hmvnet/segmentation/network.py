@@ -31,9 +31,9 @@ from monai.networks.blocks import Convolution
 from monai.networks.nets.swin_unetr import SwinTransformer
 from torch import nn
 
-from hmvnet.config import ModelConfig
+from hmvnet.config import Architecture, ModelConfig
 
-__all__ = ["HMVNet", "build_model", "count_parameters", "required_divisor"]
+__all__ = ["HMVNet", "build_model", "required_divisor"]
 
 _NORM = ("instance", {"affine": True})
 
@@ -77,6 +77,8 @@ class UpBlock(nn.Module):
 def required_divisor(config: ModelConfig) -> tuple[int, int, int]:
     """Per-axis factor ``(z, y, x)`` that every input spatial size must be a multiple of:
     ``patch_size * 2**len(depths)`` (32 with the defaults), since each Swin stage ends with a patch merging."""
+    if config.architecture == Architecture.SWINUNETR:
+        return (32, 32, 32)  # patch size 2 and four patch mergings, fixed in MONAI's SwinUNETR
     return tuple(int(p) * 2 ** len(config.depths) for p in config.patch_size)  # type: ignore[return-value]
 
 
@@ -169,11 +171,23 @@ class HMVNet(nn.Module):
         return self.head(d)
 
 
-def build_model(config: ModelConfig) -> HMVNet:
-    """The HM-VNet of ``config`` with freshly initialised weights (PyTorch / MONAI default initialisation)."""
-    return HMVNet(config)
+def build_model(config: ModelConfig) -> nn.Module:
+    """The network named by ``config.architecture``, freshly initialised (PyTorch / MONAI defaults):
+    HM-VNet (the default), or MONAI's SwinUNETR of the same feature size (a second architecture, selectable by
+    name in config.json as nnU-Net's plans select theirs; it uses its own window size 7 and patch size 2)."""
+    if config.architecture == Architecture.HMVNET:
+        return HMVNet(config)
+    if config.architecture == Architecture.SWINUNETR:
+        from monai.networks.nets import SwinUNETR
 
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable, by default) scalar parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+        return SwinUNETR(
+            in_channels=config.in_channels,
+            out_channels=config.out_channels,
+            feature_size=config.feature_size,
+            depths=tuple(config.depths),
+            num_heads=tuple(config.num_heads),
+            dropout_path_rate=config.drop_path_rate,
+            use_v2=False,
+            use_flash_attention=config.use_flash_attention,
+        )
+    raise ValueError(f"unknown architecture {config.architecture!r}")  # config validation forbids this

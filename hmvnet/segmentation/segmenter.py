@@ -18,7 +18,7 @@ from hmvnet.config import PostprocessConfig, SegmentationConfig, load_config
 from hmvnet.data.cases import Case
 from hmvnet.data.weights import load_state_dict
 from hmvnet.errors import WeightsError
-from hmvnet.geometry import LABEL_INTERPOLATIONS, array_to_image, label_to_reference
+from hmvnet.geometry import array_to_image, label_to_reference
 from hmvnet.segmentation.preprocessing import PreprocessedCase, preprocess
 
 
@@ -54,11 +54,6 @@ class Segmenter:
         config: SegmentationConfig = load_config(SegmentationConfig, folder)
         if not config.weights:
             raise WeightsError(f"{folder}/config.json lists no weight files")
-        if config.postprocess.output_interpolation not in LABEL_INTERPOLATIONS:
-            raise WeightsError(
-                f"{folder}/config.json: postprocess.output_interpolation="
-                f"{config.postprocess.output_interpolation!r}, expected one of {LABEL_INTERPOLATIONS}"
-            )
         models = []
         for name, digest in sorted(config.weights.items()):
             model = build_model(config.model)

@@ -34,7 +34,6 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +47,9 @@ from tqdm import tqdm
 from hmvnet.config import (
     PreprocessConfig,
     SegmentationConfig,
-    from_dict,
+    SegmentationTrainConfig,
     load_config,
+    read_config_file,
     save_config,
     to_dict,
 )
@@ -59,28 +59,6 @@ from hmvnet.data.writers import json_ready, write_json, write_with
 from hmvnet.errors import InputError, WeightsError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training hyper-parameters (paper §4.2: AdamW, lr 1e-4, cosine, batch 2, 1000 epochs)."""
-
-    epochs: int = 1000
-    samples_per_epoch: int = 250
-    """Patches per epoch (over all ranks)."""
-    batch_size: int = 2
-    lr: float = 1e-4
-    weight_decay: float = 1e-5
-    warmup_epochs: int = 0
-    class_ratios: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """Patch-centre sampling ratios for background, GTVp, GTVn."""
-    val_every: int = 10
-    checkpoint_every: int = 10
-    seed: int = 0
-    n_folds: int = 5
-    num_workers: int = 0
-    elastic_prob: float = 0.1
-    zoom_prob: float = 0.2
 
 
 # ------------------------------------------------------------------------------------------ folds
@@ -168,7 +146,7 @@ def _load_entry(entry: Path) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------ data
-def train_transforms(roi_size: Sequence[int], cfg: TrainConfig) -> mt.Compose:
+def train_transforms(roi_size: Sequence[int], cfg: SegmentationTrainConfig) -> mt.Compose:
     """Patch sampling and augmentation (MONAI), on dicts with "image" (2, z, y, x) and "label" (1, z, y, x)."""
     keys = ("image", "label")
     return mt.Compose(
@@ -280,7 +258,7 @@ def selection_score(metrics: dict[str, float]) -> float:
     return 0.0
 
 
-def _make_optimiser(model: torch.nn.Module, cfg: TrainConfig):
+def _make_optimiser(model: torch.nn.Module, cfg: SegmentationTrainConfig):
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def lr_lambda(epoch: int) -> float:
@@ -296,7 +274,7 @@ def train_fold(
     data_dir: Path,
     out_dir: Path,
     seg_config: SegmentationConfig,
-    cfg: TrainConfig,
+    cfg: SegmentationTrainConfig,
     fold: int,
     cache_dir: Path,
     resume: bool = False,
@@ -424,7 +402,9 @@ def train_fold(
     if _is_main():
         if not (fold_dir / "best.safetensors").is_file():
             save_state_dict(model.state_dict(), fold_dir / "best.safetensors")
-        export_weights(out_dir, seg_config, fold, fold_dir / "best.safetensors")
+        export_weights(
+            out_dir, dataclasses.replace(seg_config, train=cfg), fold, fold_dir / "best.safetensors"
+        )
         write_json(json_ready(best), fold_dir / "best.json", indent=2)
     return best
 
@@ -522,13 +502,9 @@ def export_weights(out_dir: Path, seg_config: SegmentationConfig, fold: int, sou
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def build_configs(args: argparse.Namespace) -> tuple[SegmentationConfig, TrainConfig]:
-    seg = SegmentationConfig()
-    train = TrainConfig()
-    if args.config:
-        data = json.loads(Path(args.config).read_text())
-        train = from_dict(TrainConfig, data.pop("train", {}))
-        seg = from_dict(SegmentationConfig, data)
+def build_configs(args: argparse.Namespace) -> tuple[SegmentationConfig, SegmentationTrainConfig]:
+    seg = read_config_file(SegmentationConfig, Path(args.config)) if args.config else SegmentationConfig()
+    train = seg.train
     overrides = {
         k: v
         for k, v in {
@@ -544,7 +520,7 @@ def build_configs(args: argparse.Namespace) -> tuple[SegmentationConfig, TrainCo
         if v is not None
     }
     train = dataclasses.replace(train, **overrides)
-    return seg, train
+    return dataclasses.replace(seg, train=train), train
 
 
 def cli_main(argv: list[str]) -> int:

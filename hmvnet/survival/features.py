@@ -44,7 +44,6 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -52,7 +51,7 @@ import radiomics
 import SimpleITK as sitk
 from radiomics import featureextractor
 
-from hmvnet import Label
+from hmvnet.config import RadiomicsConfig
 from hmvnet.geometry import assert_same_space
 from hmvnet.survival.masks import (
     MASK_VARIANTS,
@@ -70,42 +69,6 @@ FEATURES_PER_MASK = 93
 COUNT_NAMES: tuple[str, ...] = ("count_gtvp", "count_gtvn")
 
 _LOGGER_NAME = "radiomics"
-
-
-@dataclass(frozen=True)
-class RadiomicsConfig:
-    """Settings of the radiomics stage (units in the field docs)."""
-
-    ct_bin_width: float = 25.0
-    """CT discretisation bin width in HU (pyradiomics default)."""
-    pet_bin_width: float = 0.25
-    """PET discretisation bin width on the suv_eq scale (see the module docstring)."""
-    reference_body_suv: float = 1.0
-    """Value the PET median over the body maps to (:func:`hmvnet.survival.masks.pet_to_suv_equivalent`)."""
-    body_hu: float = -400.0
-    """CT threshold (HU) of the body used for the PET median."""
-    margin_voxels: int = 5
-    """Extra voxels around the largest variant in the one-off crop (>= pyradiomics' padDistance, 5)."""
-    workers: int = 2
-    """Worker processes for the (variant, modality) extractions; 1 runs inline."""
-    min_mask_voxels: int = 2
-    """Variants with fewer voxels get NaN features."""
-    gtvp_label: int = Label.GTVP
-    gtvn_label: int = Label.GTVN
-    min_component_mm3: float = 10.0
-    """Components smaller than this (mm³) are not counted in count_gtvp / count_gtvn."""
-
-    def __post_init__(self) -> None:
-        if not (self.ct_bin_width > 0 and self.pet_bin_width > 0 and self.reference_body_suv > 0):
-            raise ValueError(
-                "RadiomicsConfig: ct_bin_width, pet_bin_width and reference_body_suv must be > 0, got "
-                f"{self.ct_bin_width}, {self.pet_bin_width}, {self.reference_body_suv}"
-            )
-        if self.workers < 1 or self.margin_voxels < 0 or self.min_mask_voxels < 1:
-            raise ValueError(
-                "RadiomicsConfig: expected workers >= 1, margin_voxels >= 0, min_mask_voxels >= 1, got "
-                f"{self.workers}, {self.margin_voxels}, {self.min_mask_voxels}"
-            )
 
 
 def _class_feature_names() -> dict[str, tuple[str, ...]]:

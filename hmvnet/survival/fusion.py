@@ -21,7 +21,6 @@ Batch normalisation needs at least 2 patients per training batch.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,67 +30,11 @@ from numpy.typing import ArrayLike
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
+from hmvnet.config import RESNET18_WIDTHS, FusionConfig
 from hmvnet.errors import InputError, WeightsError
 from hmvnet.survival.losses import risk_from_logits
 
-__all__ = ["FeatureStandardiser", "FusionConfig", "FusionNet", "count_parameters"]
-
-RESNET18_WIDTHS = (64, 128, 256, 512)
-
-
-@dataclass(frozen=True)
-class FusionConfig:
-    """Sizes of the survival fusion network; saved with its weights.
-
-    The defaults are the paper configuration; :meth:`demo` is a narrow variant for CPU tests and demo runs.
-    """
-
-    crop_size: tuple[int, int, int] = (96, 96, 96)
-    """Image crop around the lesions, voxels, array order (z, y, x)."""
-    resnet_widths: tuple[int, int, int, int] = RESNET18_WIDTHS
-    """Channels of the four ResNet-18 stages (MONAI ``block_inplanes``); (64, 128, 256, 512) is ResNet-18."""
-    image_dim: int = 512
-    """Length of f_img; a linear projection is added when it differs from ``resnet_widths[-1]``."""
-    clinical_hidden: tuple[int, ...] = (64,)
-    """Hidden widths of the clinical MLP (each layer Linear, ReLU, BatchNorm1d, Dropout)."""
-    clinical_dim: int = 32
-    """Length of f_clin."""
-    radiomics_dim: int = 2048
-    """Length of the radiomics vector."""
-    fusion_hidden: tuple[int, ...] = (1024, 512)
-    """Hidden widths E_t of the fusion MLP (Linear + ReLU each)."""
-    fused_dim: int = 256
-    """Length of f_fused (the features ICARE is fitted on)."""
-    dropout: float = 0.3
-    """Dropout of the clinical MLP."""
-    fusion_dropout: float = 0.0
-    """Dropout after each hidden fusion layer (0 = the paper's equation)."""
-    n_bins: int = 10
-    """Discrete-time bins of the DeepHit head, which has n_bins + 1 outputs."""
-    projection_dim: int = 64
-    """Output of the projection head used by the contrastive loss."""
-
-    @classmethod
-    def paper(cls) -> FusionConfig:
-        """The paper's sizes: ResNet-18 (512) + clinical 32 + radiomics 2048 = 2592 -> 256."""
-        return cls()
-
-    @classmethod
-    def demo(cls, radiomics_dim: int = 64, n_bins: int = 4) -> FusionConfig:
-        """A narrow variant for CPU tests and demo weights (about 0.55 M parameters: the ResNet at 1/8 width)."""
-        return cls(
-            crop_size=(32, 32, 32),
-            resnet_widths=(8, 16, 32, 64),
-            image_dim=64,
-            clinical_hidden=(16,),
-            clinical_dim=8,
-            radiomics_dim=radiomics_dim,
-            fusion_hidden=(128,),
-            fused_dim=32,
-            dropout=0.1,
-            n_bins=n_bins,
-            projection_dim=16,
-        )
+__all__ = ["FeatureStandardiser", "FusionNet"]
 
 
 def _image_encoder(config: FusionConfig) -> nn.Module:
@@ -274,8 +217,3 @@ class FeatureStandardiser:
         if x.ndim != 2:
             raise InputError(f"features must be a 2-D (patients, features) matrix, got shape {x.shape}")
         return x
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

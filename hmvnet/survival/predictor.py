@@ -1,6 +1,7 @@
 """The RFS model at inference (paper §3): per case, radiomics of the segmented lesions, a CT/PET crop centred on
 them and the clinical record go through each fold's fusion network; each fold's bagged ICARE model turns the
-256-d fused features into a risk, and the case's risk is the **median over folds** (higher = earlier relapse).
+256-d fused features into a risk, and the case's risk combines the folds by the configuration's ``fold_rule`` (the median for the shipped weights;
+higher = earlier relapse).
 
 Everything is loaded from ``weights/survival/``: ``config.json`` (:class:`SurvivalConfig`, with the sha256 of every
 file) and, per fold, ``fold{k}_fusion.safetensors`` plus ``fold{k}_state.json`` (clinical encoder, radiomics
@@ -11,66 +12,28 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 
-from hmvnet.config import load_config
+from hmvnet.config import FoldRule, SurvivalConfig, load_config
+from hmvnet.data.cases import Case
 from hmvnet.data.clinical_record import ClinicalRecord
 from hmvnet.data.weights import load_state_dict, sha256_file
 from hmvnet.errors import WeightsError
 from hmvnet.survival.clinical_encoder import ClinicalEncoder
-from hmvnet.survival.features import FEATURE_NAMES, RadiomicsConfig, extract_features, make_executor
-from hmvnet.survival.fusion import FeatureStandardiser, FusionConfig, FusionNet
+from hmvnet.survival.features import FEATURE_NAMES, extract_features, make_executor
+from hmvnet.survival.fusion import FeatureStandardiser, FusionNet
 from hmvnet.survival.icare import BaggedIcareSurvival
 
+if TYPE_CHECKING:
+    from hmvnet.segmentation.segmenter import SegmentationResult
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SurvivalTrainConfig:
-    """Training of the fusion network (paper §4.2) and of the ICARE models (§3.5)."""
-
-    rounds: int = 5
-    epochs_per_round: int = 10
-    """5 rounds of 10 epochs: ReduceLROnPlateau steps on the validation loss after each round."""
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    contrastive_weight: float = 0.1
-    seed: int = 42
-    n_folds: int = 5
-    icare_estimators: int = 100
-    icare_parameters_sets: tuple[dict[str, Any], ...] = (
-        {"rho": 0.6, "cmin": 0.53},
-        {"rho": 0.7, "cmin": 0.51},
-        {"rho": 0.8, "cmin": 0.55},
-        {"rho": 0.9, "cmin": 0.52},
-        {"rho": 0.75, "cmin": 0.57},
-    )
-    """Hyper-parameter sets drawn per ICARE member (the 2022 winner's ranges: rho 0.57-0.87, cmin 0.51-0.59)."""
-
-
-@dataclass(frozen=True)
-class SurvivalConfig:
-    """Everything the survival predictor needs besides the files it lists."""
-
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    radiomics: RadiomicsConfig = field(default_factory=RadiomicsConfig)
-    train: SurvivalTrainConfig = field(default_factory=SurvivalTrainConfig)
-    use_segmentation_features: bool = True
-    """False: the "without segmentation" ablation (no radiomics, image crop at the crop-grid centre)."""
-    masks: str = "predicted"
-    """Masks the model was trained on: "predicted" (by the segmentation weights) or "ground_truth"."""
-    fold_rule: str = "median"
-    weights: dict[str, str] = field(default_factory=dict)
-    """File name -> sha256 of every fold file (``fold{k}_fusion.safetensors``, ``fold{k}_state.json``)."""
-    demo: bool = True
-    notes: str = ""
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -132,6 +95,15 @@ def survival_inputs(
         radiomics = np.zeros(0)
     crop = crop_around(image, centre, tuple(config.fusion.crop_size))  # type: ignore[arg-type]
     return SurvivalInputs(crop, radiomics, clinical)
+
+
+def combine_folds(risks: np.ndarray, rule: FoldRule) -> float:
+    """The case's risk from its fold models' risks by ``rule`` (median or mean), NaN folds ignored; 0.0 (the
+    standardised population mean) when no fold gave a finite risk."""
+    finite = risks[np.isfinite(risks)]
+    if finite.size == 0:
+        return 0.0
+    return float(np.median(finite) if rule == FoldRule.MEDIAN else np.mean(finite))
 
 
 # ------------------------------------------------------------------------------------------ fold model
@@ -224,7 +196,7 @@ class SurvivalPredictor:
         torch.manual_seed(0)
         return cls(config, [load_fold(folder, k, config) for k in range(n_folds)])
 
-    def inputs_for(self, case: Any, segmentation: Any) -> SurvivalInputs:
+    def inputs_for(self, case: Case, segmentation: SegmentationResult) -> SurvivalInputs:
         pre = segmentation.preprocessed
         if self._executor is None and self.config.radiomics.workers > 1:
             self._executor = make_executor(self.config.radiomics.workers)
@@ -233,10 +205,9 @@ class SurvivalPredictor:
 
     def risk_from_inputs(self, inputs: SurvivalInputs) -> float:
         risks = np.array([fold.risk([inputs])[0] for fold in self.folds], dtype=np.float64)
-        risk = float(np.nanmedian(risks)) if np.isfinite(risks).any() else 0.0
-        return risk if np.isfinite(risk) else 0.0
+        return combine_folds(risks, self.config.fold_rule)
 
-    def predict_risk(self, case: Any, segmentation: Any) -> float:
+    def predict_risk(self, case: Case, segmentation: SegmentationResult) -> float:
         """The risk (higher = earlier relapse) of a case (:class:`hmvnet.data.cases.Case`) and its
         :class:`hmvnet.segmentation.segmenter.SegmentationResult`; always finite."""
         return self.risk_from_inputs(self.inputs_for(case, segmentation))

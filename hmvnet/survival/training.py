@@ -37,7 +37,14 @@ import SimpleITK as sitk
 import torch
 from tqdm import tqdm
 
-from hmvnet.config import SegmentationConfig, from_dict, load_config, save_config
+from hmvnet.config import (
+    MaskSource,
+    SegmentationConfig,
+    SurvivalConfig,
+    load_config,
+    read_config_file,
+    save_config,
+)
 from hmvnet.data.cases import TASK2_CSV, read_label, read_training_case
 from hmvnet.data.clinical_record import ClinicalRecord, record_from_mapping
 from hmvnet.data.weights import save_state_dict, sha256_file
@@ -52,13 +59,7 @@ from hmvnet.survival.features import make_executor
 from hmvnet.survival.fusion import FeatureStandardiser, FusionNet
 from hmvnet.survival.icare import BaggedIcareSurvival
 from hmvnet.survival.losses import discretise, make_time_grid, total_loss
-from hmvnet.survival.predictor import (
-    FoldModel,
-    SurvivalConfig,
-    SurvivalInputs,
-    crop_around,
-    lesion_centre,
-)
+from hmvnet.survival.predictor import FoldModel, SurvivalInputs, crop_around, lesion_centre
 
 log = logging.getLogger(__name__)
 
@@ -321,8 +322,9 @@ def cli_main(argv: list[str]) -> int:
     start = time.perf_counter()
     config = SurvivalConfig()
     if args.config:
-        config = from_dict(SurvivalConfig, json.loads(Path(args.config).read_text()))
-    config = dataclasses.replace(config, masks="ground_truth" if args.gt_masks else "predicted")
+        config = read_config_file(SurvivalConfig, Path(args.config))
+    masks = MaskSource.GROUND_TRUTH if args.gt_masks else MaskSource.PREDICTED
+    config = dataclasses.replace(config, masks=masks)
     seg_config: SegmentationConfig = load_config(SegmentationConfig, args.seg_weights)
     segmenter = None
     if not args.gt_masks:

@@ -9,7 +9,8 @@ import torch
 from monai.losses import DiceCELoss
 
 from hmvnet.config import ModelConfig
-from hmvnet.segmentation.network import HMVNet, build_model, count_parameters, required_divisor
+from hmvnet.data.weights import count_parameters
+from hmvnet.segmentation.network import HMVNet, build_model, required_divisor
 
 torch.set_num_threads(1)
 

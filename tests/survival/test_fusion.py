@@ -9,9 +9,10 @@ import pytest
 import torch
 from sklearn.exceptions import NotFittedError
 
-from hmvnet.config import from_dict, to_dict
+from hmvnet.config import FusionConfig, from_dict, to_dict
+from hmvnet.data.weights import count_parameters
 from hmvnet.errors import InputError, WeightsError
-from hmvnet.survival.fusion import FeatureStandardiser, FusionConfig, FusionNet, count_parameters
+from hmvnet.survival.fusion import FeatureStandardiser, FusionNet
 from hmvnet.survival.losses import discretise, make_time_grid, total_loss
 
 torch.set_num_threads(1)
