@@ -31,8 +31,9 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from hmvnet import Label
-from hmvnet.data.cases import TASK2_CSV, Case, discover_cases, read_case
-from hmvnet.data.clinical_record import ClinicalRecord, record_from_mapping
+from hmvnet.data.cases import Case, discover_cases, read_case
+from hmvnet.data.clinical_record import ClinicalRecord
+from hmvnet.data.task2 import clinical_records, find_table, read_table
 from hmvnet.data.writers import write_json, write_text, write_with
 from hmvnet.errors import InputError
 from hmvnet.survival.masks import count_components
@@ -59,11 +60,8 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 def load_clinical_table(root: Path) -> dict[str, ClinicalRecord]:
     """Clinical records by PatientID from a HECKTOR Task 2 CSV next to (or inside) ``root``, if any."""
-    for candidate in (root / TASK2_CSV, root.parent / TASK2_CSV):
-        if candidate.is_file():
-            table = pd.read_csv(candidate)
-            return {str(r["PatientID"]): record_from_mapping(r.to_dict()) for _, r in table.iterrows()}
-    return {}
+    path = find_table(root)
+    return clinical_records(read_table(path)) if path is not None else {}
 
 
 def _is_done(case_dir: Path) -> bool:

@@ -25,7 +25,6 @@ IMAGE_SUFFIXES = (".mha", ".mhd", ".nii.gz", ".nii", ".nrrd", ".tif", ".tiff")
 MAX_NONFINITE_FRACTION = 0.05
 """Up to this fraction of NaN/inf voxels is cleaned (CT -> -1024 HU, PET -> 0) with a warning; more is rejected."""
 CT_FILL_HU = -1024.0
-TASK2_CSV = "HECKTOR_2025_Training_Task_2.csv"
 """The clinical/outcome table of a HECKTOR 2025 release, next to ``Task 1`` and ``Task 2``."""
 GC_CT_DIR = Path("images") / "ct"
 GC_PET_DIR = Path("images") / "pet"

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from hmvnet.data.task2 import outcomes, read_table
 from hmvnet.data.writers import json_ready, write_json, write_with
 from hmvnet.errors import InputError
 from hmvnet.evaluation.metrics import SegmentationScorer, concordance_index_ci
@@ -204,62 +205,20 @@ def evaluate_folders(
 
 
 # ------------------------------------------------------------------------------------------ survival
-def _read_csv(path: Path, role: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"{role} {path}: cannot read as CSV ({exc})") from exc
-
-
-def _id_column(table: pd.DataFrame, path: Path, role: str) -> str:
-    for name in ("PatientID", "case_id"):
-        if name in table.columns:
-            return name
-    raise InputError(
-        f"{role} {path}: no 'PatientID' or 'case_id' column (columns: {', '.join(table.columns)})"
-    )
-
-
 def read_risks(path: Path) -> pd.Series:
     """Patient ID -> risk (float, NaN allowed) from a CSV with ``PatientID`` or ``case_id`` and ``risk``."""
-    table = _read_csv(Path(path), "--risks")
-    id_col = _id_column(table, Path(path), "--risks")
-    if "risk" not in table.columns:
-        raise InputError(f"--risks {path}: no 'risk' column (columns: {', '.join(table.columns)})")
-    ids = table[id_col].astype(str)
-    if ids.duplicated().any():
-        raise InputError(f"--risks {path}: duplicated IDs {sorted(set(ids[ids.duplicated()]))[:10]}")
+    table = read_table(path, "--risks", required=("risk",))
     risk = pd.to_numeric(table["risk"], errors="coerce")
     bad = table["risk"].notna() & risk.isna()
     if bad.any():
-        raise InputError(f"--risks {path}: non-numeric risk for {ids[bad].tolist()[:10]}")
-    return pd.Series(risk.to_numpy(dtype=float), index=ids, name="risk")
+        raise InputError(f"--risks {path}: non-numeric risk for {table['PatientID'][bad].tolist()[:10]}")
+    return pd.Series(risk.to_numpy(dtype=float), index=table["PatientID"], name="risk")
 
 
 def read_outcomes(path: Path) -> pd.DataFrame:
-    """``RFS`` (days) and ``Relapse`` (1 event, 0 censored) indexed by patient ID; rows missing either are dropped
-    with a warning."""
-    table = _read_csv(Path(path), "--clinical")
-    id_col = _id_column(table, Path(path), "--clinical")
-    for column in ("RFS", "Relapse"):
-        if column not in table.columns:
-            raise InputError(f"--clinical {path}: no '{column}' column (columns: {', '.join(table.columns)})")
-    out = pd.DataFrame(
-        {
-            "RFS": pd.to_numeric(table["RFS"], errors="coerce").to_numpy(),
-            "Relapse": pd.to_numeric(table["Relapse"], errors="coerce").to_numpy(),
-        },
-        index=table[id_col].astype(str),
-    )
-    incomplete = out["RFS"].isna() | out["Relapse"].isna()
-    if incomplete.any():
-        log.warning("--clinical %s: %d patient(s) without RFS/Relapse left out", path, int(incomplete.sum()))
-    out = out[~incomplete]
-    if not out["Relapse"].isin([0, 1]).all():
-        raise InputError(
-            f"--clinical {path}: 'Relapse' must be 0 or 1, found {sorted(out['Relapse'].unique())}"
-        )
-    return out
+    """``RFS`` (days) and ``Relapse`` (1 event, 0 censored) indexed by patient ID from the Task-2 table; rows
+    missing either are dropped with a warning."""
+    return outcomes(read_table(path, "--clinical", required=("RFS", "Relapse")), f"--clinical {path}")
 
 
 def evaluate_survival(

@@ -54,38 +54,12 @@ from hmvnet.config import (
     to_dict,
 )
 from hmvnet.data.cases import discover_cases, read_training_case
+from hmvnet.data.folds import centre_folds
 from hmvnet.data.weights import load_state_dict, save_state_dict
 from hmvnet.data.writers import json_ready, write_json, write_with
 from hmvnet.errors import InputError, WeightsError
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------------------ folds
-def centre_of(case_id: str) -> str:
-    """The centre of a HECKTOR patient ID (``CHUM-001`` -> ``CHUM``)."""
-    return case_id.split("-")[0] if "-" in case_id else case_id.rstrip("0123456789_") or case_id
-
-
-def make_folds(case_ids: Sequence[str], n_folds: int = 5, seed: int = 0) -> list[list[str]]:
-    """Split case IDs into ``n_folds`` validation folds, stratified by centre, deterministic for ``seed``.
-
-    Within each centre the IDs are shuffled with ``seed`` and dealt round-robin, continuing where the previous
-    centre stopped, so fold sizes differ by at most one and every centre is spread over the folds.
-    """
-    rng = random.Random(seed)
-    by_centre: dict[str, list[str]] = {}
-    for case_id in sorted(set(case_ids)):
-        by_centre.setdefault(centre_of(case_id), []).append(case_id)
-    folds: list[list[str]] = [[] for _ in range(n_folds)]
-    position = 0
-    for centre in sorted(by_centre):
-        ids = by_centre[centre]
-        rng.shuffle(ids)
-        for case_id in ids:
-            folds[position % n_folds].append(case_id)
-            position += 1
-    return [sorted(f) for f in folds]
 
 
 # ------------------------------------------------------------------------------------------ cache
@@ -299,10 +273,12 @@ def train_fold(
         dist.barrier()
         if not _is_main():
             entries = build_cache(data_dir, cache_dir, seg_config.preprocess)
+    if val_ids is None and resume and (fold_dir / "split.json").is_file():
+        val_ids = json.loads((fold_dir / "split.json").read_text())["val"]  # a resumed run keeps its split
     if val_ids is None:
         if not 0 <= fold < cfg.n_folds:
             raise InputError(f"--fold {fold} is outside 0..{cfg.n_folds - 1}")
-        val_ids = make_folds(list(entries), cfg.n_folds, cfg.seed)[fold]
+        val_ids = centre_folds(list(entries), cfg.n_folds, cfg.seed)[fold]
     val_set = set(val_ids)
     missing = sorted(val_set - set(entries))
     if missing:

@@ -26,7 +26,6 @@ import os
 import platform
 import random
 import time
-from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -45,15 +44,16 @@ from hmvnet.config import (
     read_config_file,
     save_config,
 )
-from hmvnet.data.cases import TASK2_CSV, read_label, read_training_case
+from hmvnet.data.cases import read_label, read_training_case
 from hmvnet.data.clinical_record import ClinicalRecord, record_from_mapping
+from hmvnet.data.folds import event_centre_folds
+from hmvnet.data.task2 import TASK2_CSV, read_table
 from hmvnet.data.weights import save_state_dict, sha256_file
 from hmvnet.data.writers import write_text, write_with
 from hmvnet.errors import InputError
 from hmvnet.evaluation.metrics import concordance_index
 from hmvnet.geometry import resample_label
 from hmvnet.segmentation.preprocessing import preprocess
-from hmvnet.segmentation.training import centre_of
 from hmvnet.survival.clinical_encoder import ClinicalEncoder
 from hmvnet.survival.features import make_executor
 from hmvnet.survival.fusion import FeatureStandardiser, FusionNet
@@ -87,11 +87,7 @@ def read_outcomes(data_dir: Path) -> pd.DataFrame:
     path = Path(data_dir) / TASK2_CSV
     if not path.is_file():
         raise InputError(f"no {TASK2_CSV} in {data_dir} (expected the HECKTOR 2025 Task 2 table)")
-    table = pd.read_csv(path)
-    missing = {"PatientID", "RFS", "Relapse"} - set(table.columns)
-    if missing:
-        raise InputError(f"{path} lacks the columns {sorted(missing)}")
-    return table
+    return read_table(path, required=("RFS", "Relapse"))
 
 
 def _case_dir(data_dir: Path, pid: str) -> Path:
@@ -134,20 +130,6 @@ def prepare_patient(
     data = np.load(entry)
     return Patient(pid, float(row["RFS"]), bool(row["Relapse"]), record, data["image"].astype(np.float32),
                    data["image_centre"].astype(np.float32), data["radiomics"])  # fmt: skip
-
-
-def make_survival_folds(
-    pids: Sequence[str], events: Sequence[bool], n_folds: int, seed: int
-) -> list[np.ndarray]:
-    """Fold index arrays stratified by event and centre: patients sorted by (event, centre, random key) and dealt
-    round-robin."""
-    rng = random.Random(seed)
-    keys = [(bool(e), centre_of(p), rng.random()) for p, e in zip(pids, events, strict=True)]
-    order = sorted(range(len(pids)), key=lambda i: keys[i])
-    folds: list[list[int]] = [[] for _ in range(n_folds)]
-    for position, index in enumerate(order):
-        folds[position % n_folds].append(index)
-    return [np.array(sorted(f), dtype=int) for f in folds]
 
 
 # ------------------------------------------------------------------------------------------ fusion training
@@ -344,7 +326,7 @@ def cli_main(argv: list[str]) -> int:
         if executor is not None:
             executor.shutdown()
     log.info("inputs ready for %d patients in %.0f s", len(patients), time.perf_counter() - start)
-    folds = make_survival_folds([p.pid for p in patients], [p.event for p in patients],
+    folds = event_centre_folds([p.pid for p in patients], [p.event for p in patients],
                                 config.train.n_folds, config.train.seed)  # fmt: skip
     times = np.array([p.time for p in patients])
     events = np.array([p.event for p in patients])

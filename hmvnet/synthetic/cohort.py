@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from hmvnet import Label
+from hmvnet.data.task2 import TASK2_CSV
 from hmvnet.data.writers import write_text, write_with
 from hmvnet.errors import InputError
 from hmvnet.geometry import STRUCTURE_26
@@ -50,7 +51,6 @@ from hmvnet.synthetic.phantom import (
 
 log = logging.getLogger(__name__)
 
-CSV_NAME = "HECKTOR_2025_Training_Task_2.csv"
 TRUTH_NAME = "synth_truth.csv"
 CSV_COLUMNS = (
     "PatientID",
@@ -874,7 +874,7 @@ def generate_cohort(
             log.info("case %d/%d %s written", k + 1, len(jobs), job[0])
     new_ids = {job[0] for job in jobs}
     for name, columns, new_rows in (
-        (CSV_NAME, CSV_COLUMNS, [r[0] for r in results]),
+        (TASK2_CSV, CSV_COLUMNS, [r[0] for r in results]),
         (TRUTH_NAME, list(results[0][1]), [r[1] for r in results]),
     ):
         old = [r for r in _read_rows(out / name) if r.get("PatientID") not in new_ids]

@@ -14,21 +14,8 @@ import torch.multiprocessing as mp
 
 from hmvnet.config import SegmentationConfig, load_config
 from hmvnet.errors import InputError
-from hmvnet.segmentation.training import centre_of, make_folds, train_fold
+from hmvnet.segmentation.training import train_fold
 from tests.helpers import TINY, TRAIN, write_tiny_cohort
-
-
-def test_make_folds_deterministic_stratified_and_complete():
-    ids = [f"{c}-{i:03d}" for c in ("CHUM", "CHUP", "MDA") for i in range(7)] + ["USZ-001"]
-    folds = make_folds(ids, 5, seed=3)
-    assert folds == make_folds(list(reversed(ids)), 5, seed=3)
-    assert folds != make_folds(ids, 5, seed=4)
-    flat = [c for f in folds for c in f]
-    assert sorted(flat) == sorted(ids) and len(flat) == len(set(flat))
-    assert max(map(len, folds)) - min(map(len, folds)) <= 1
-    for centre in ("CHUM", "CHUP", "MDA"):
-        per_fold = [sum(centre_of(c) == centre for c in f) for f in folds]
-        assert max(per_fold) - min(per_fold) <= 1
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from hmvnet.data.task2 import TASK2_CSV
 from hmvnet.synthetic.cohort import (
     CLINICAL_KEYS,
     CSV_COLUMNS,
-    CSV_NAME,
     MISSING_RATE,
     TRUTH_NAME,
     case_pid,
@@ -65,7 +65,7 @@ def test_grid_covering_matches_sitk_geometry():
 
 def test_cohort_layout_and_csv_columns(cohort):
     a = cohort / "a"
-    with (a / CSV_NAME).open(newline="") as f:
+    with (a / TASK2_CSV).open(newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
         rows = list(reader)
@@ -105,7 +105,7 @@ def test_start_index_extends_cohort_with_identical_cases(cohort, tmp_path):
             cohort / "a" / "Task 1" / pid / name
         ).read_bytes()
     generate_cohort(tmp_path, 1, seed=11, start_index=0, size="small")
-    with (tmp_path / CSV_NAME).open(newline="") as f:
+    with (tmp_path / TASK2_CSV).open(newline="") as f:
         assert [r["PatientID"] for r in csv.DictReader(f)] == [case_pid(11, 0), pid]
 
 
