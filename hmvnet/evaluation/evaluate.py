@@ -161,7 +161,7 @@ def align_prediction(pred: sitk.Image, truth: sitk.Image, case_id: str) -> tuple
 
 
 @dataclass
-class SegmentationResult:
+class SegmentationScores:
     """Summary metrics, the per-case table and the warnings of one segmentation evaluation."""
 
     summary: dict[str, float]
@@ -173,7 +173,7 @@ class SegmentationResult:
 
 def evaluate_folders(
     pred_dir: Path, gt_dir: Path, with_hd95: bool = True, empty_both: float = 1.0
-) -> SegmentationResult:
+) -> SegmentationScores:
     """Task-1 metrics of the predictions in ``pred_dir`` against the truths in ``gt_dir`` (layouts and checks in the
     module docstring). HD95 in mm, volumes in ml, per case."""
     truths = find_truths(Path(gt_dir))
@@ -201,7 +201,7 @@ def evaluate_folders(
             resampled.append(cid)
         row = scorer.update(pred, truth, truth_img.GetSpacing())
         rows.append({"case_id": cid, "status": status, "resampled": was_resampled, **row})
-    return SegmentationResult(scorer.summary(), pd.DataFrame(rows), missing, unmatched, resampled)
+    return SegmentationScores(scorer.summary(), pd.DataFrame(rows), missing, unmatched, resampled)
 
 
 # ------------------------------------------------------------------------------------------ survival

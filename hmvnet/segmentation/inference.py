@@ -129,12 +129,12 @@ def _free_cuda_bytes(device: torch.device) -> int | None:
 def _check_image(image: np.ndarray) -> np.ndarray:
     array = np.asarray(image)
     if array.ndim != 4 or array.shape[0] != 2 or min(array.shape[1:]) < 1:
-        raise InputError(
+        raise ValueError(
             f"image for inference has shape {array.shape}: expected (2, z, y, x) with channel 0 = CT, 1 = PET"
         )
     array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
-        raise InputError(
+        raise ValueError(
             "image for inference contains NaN or infinite values: expected a finite normalised image"
         )
     return array

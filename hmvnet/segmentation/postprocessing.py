@@ -48,7 +48,7 @@ from scipy.sparse.csgraph import connected_components
 
 from hmvnet import Label
 from hmvnet.config import PostprocessConfig
-from hmvnet.errors import InputError, WeightsError
+from hmvnet.errors import WeightsError
 from hmvnet.geometry import STRUCTURE_26
 
 Spacing = tuple[float, float, float]
@@ -298,14 +298,14 @@ PRESETS: dict[str, Preset] = {
 def _check(probs: np.ndarray, spacing_xyz: Sequence[float]) -> tuple[np.ndarray, Spacing]:
     array = np.asarray(probs)
     if array.ndim != 4 or array.shape[0] != 3:
-        raise InputError(
+        raise ValueError(
             f"probabilities have shape {array.shape}: expected (3, z, y, x) for background, GTVp, GTVn"
         )
     if not np.isfinite(array).all():
-        raise InputError("probabilities contain NaN or infinite values")
+        raise ValueError("probabilities contain NaN or infinite values")
     spacing = tuple(float(s) for s in spacing_xyz)
     if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise InputError(f"voxel spacing {tuple(spacing_xyz)}: expected three positive (x, y, z) sizes in mm")
+        raise ValueError(f"voxel spacing {tuple(spacing_xyz)}: expected three positive (x, y, z) sizes in mm")
     return array, (spacing[0], spacing[1], spacing[2])
 
 

@@ -71,7 +71,7 @@ class ClinicalEncoder:
         fields = set(ClinicalRecord.__dataclass_fields__)
         unknown = [name for name in (*continuous, *categorical) if name not in fields]
         if unknown:
-            raise InputError(f"ClinicalEncoder: {unknown} are not ClinicalRecord fields ({sorted(fields)})")
+            raise ValueError(f"ClinicalEncoder: {unknown} are not ClinicalRecord fields ({sorted(fields)})")
         self.continuous = tuple(continuous)
         self.categorical = tuple(categorical)
 
@@ -80,7 +80,7 @@ class ClinicalEncoder:
         """Learn medians, means, standard deviations and vocabularies from the training ``records``."""
         records = self._check(records)
         if not records:
-            raise InputError("ClinicalEncoder.fit needs at least one training record")
+            raise ValueError("ClinicalEncoder.fit needs at least one training record")
         self.median_: dict[str, float] = {}
         self.mean_: dict[str, float] = {}
         self.std_: dict[str, float] = {}
@@ -192,7 +192,7 @@ class ClinicalEncoder:
         records = list(records)
         bad = [i for i, r in enumerate(records) if not isinstance(r, ClinicalRecord)]
         if bad:
-            raise InputError(
+            raise ValueError(
                 f"ClinicalEncoder expects ClinicalRecord objects; item {bad[0]} is {type(records[bad[0]]).__name__}"
             )
         return records

@@ -31,7 +31,7 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from hmvnet.config import RESNET18_WIDTHS, FusionConfig
-from hmvnet.errors import InputError, WeightsError
+from hmvnet.errors import WeightsError
 from hmvnet.survival.losses import risk_from_logits
 
 __all__ = ["FeatureStandardiser", "FusionNet"]
@@ -62,7 +62,7 @@ class FusionNet(nn.Module):
     def __init__(self, config: FusionConfig, n_clinical: int):
         super().__init__()
         if n_clinical < 1:
-            raise InputError(f"n_clinical must be >= 1, got {n_clinical}")
+            raise ValueError(f"n_clinical must be >= 1, got {n_clinical}")
         self.config = config
         self.n_clinical = n_clinical
         self.image_encoder = _image_encoder(config)
@@ -94,13 +94,13 @@ class FusionNet(nn.Module):
     def _check(self, image: torch.Tensor, clinical: torch.Tensor, radiomics: torch.Tensor) -> None:
         n = image.shape[0] if image.ndim else -1
         if image.ndim != 5 or image.shape[1] != 2:
-            raise InputError(
+            raise ValueError(
                 f"image must be (N, 2, z, y, x) with channel 0 = CT, 1 = PET; got {tuple(image.shape)}"
             )
         if clinical.shape != (n, self.n_clinical):
-            raise InputError(f"clinical must be ({n}, {self.n_clinical}); got {tuple(clinical.shape)}")
+            raise ValueError(f"clinical must be ({n}, {self.n_clinical}); got {tuple(clinical.shape)}")
         if radiomics.shape != (n, self.config.radiomics_dim):
-            raise InputError(
+            raise ValueError(
                 f"radiomics must be ({n}, {self.config.radiomics_dim}); got {tuple(radiomics.shape)}"
             )
 
@@ -173,7 +173,7 @@ class FeatureStandardiser:
             )
         x = self._matrix(features)
         if x.shape[1] != self.n_features_in_:
-            raise InputError(f"expected {self.n_features_in_} features per row, got {x.shape[1]}")
+            raise ValueError(f"expected {self.n_features_in_} features per row, got {x.shape[1]}")
         z = (x - self.mean_) / self.std_
         z = np.where(np.isfinite(z), z, 0.0)
         if self.clip is not None:
@@ -215,5 +215,5 @@ class FeatureStandardiser:
     def _matrix(features: ArrayLike) -> np.ndarray:
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2:
-            raise InputError(f"features must be a 2-D (patients, features) matrix, got shape {x.shape}")
+            raise ValueError(f"features must be a 2-D (patients, features) matrix, got shape {x.shape}")
         return x

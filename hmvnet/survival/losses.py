@@ -24,8 +24,6 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from hmvnet.errors import InputError
-
 __all__ = [
     "LossParts",
     "cumulative_incidence",
@@ -45,11 +43,11 @@ def _as_survival_arrays(times: ArrayLike, events: ArrayLike) -> tuple[np.ndarray
     t = np.asarray(times, dtype=np.float64).reshape(-1)
     e = np.asarray(events).reshape(-1)
     if t.shape != e.shape:
-        raise InputError(f"times ({t.size}) and events ({e.size}) must have the same length")
+        raise ValueError(f"times ({t.size}) and events ({e.size}) must have the same length")
     if not np.all(np.isfinite(t)) or np.any(t < 0):
-        raise InputError("survival times must be finite and >= 0")
+        raise ValueError("survival times must be finite and >= 0")
     if not np.all(np.isin(e, (0, 1))):
-        raise InputError(f"events must be 0 (censored) or 1 (relapse), found {sorted(set(e.tolist()))}")
+        raise ValueError(f"events must be 0 (censored) or 1 (relapse), found {sorted(set(e.tolist()))}")
     return t, e.astype(bool)
 
 
@@ -72,15 +70,15 @@ def make_time_grid(times: ArrayLike, events: ArrayLike, n_bins: int) -> np.ndarr
     """
     t, e = _as_survival_arrays(times, events)
     if n_bins < 1:
-        raise InputError(f"n_bins must be >= 1, got {n_bins}")
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     event_times = t[e]
     if np.unique(event_times).size < n_bins:
-        raise InputError(
+        raise ValueError(
             f"{np.unique(event_times).size} distinct event times cannot make {n_bins} time bins: lower n_bins"
         )
     grid = np.quantile(event_times, np.arange(1, n_bins + 1) / n_bins)
     if np.any(np.diff(grid) <= 0):
-        raise InputError(
+        raise ValueError(
             f"event-time quantiles for {n_bins} bins are not strictly increasing (ties): lower n_bins"
         )
     return grid
@@ -98,7 +96,7 @@ def discretise(times: ArrayLike, grid: ArrayLike) -> np.ndarray:
     """
     g = np.asarray(grid, dtype=np.float64).reshape(-1)
     if g.size == 0 or np.any(np.diff(g) <= 0):
-        raise InputError("time grid must be a non-empty, strictly increasing sequence of cut points")
+        raise ValueError("time grid must be a non-empty, strictly increasing sequence of cut points")
     return np.searchsorted(g, np.asarray(times, dtype=np.float64).reshape(-1), side="left").astype(np.int64)
 
 
@@ -123,18 +121,18 @@ def _check_targets(
     logits: torch.Tensor, bin_idx: torch.Tensor, events: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:
     if logits.ndim != 2 or logits.shape[1] < 2:
-        raise InputError(
+        raise ValueError(
             f"DeepHit logits must be (N, n_bins + 1) with n_bins >= 1, got {tuple(logits.shape)}"
         )
     n, n_out = logits.shape
     idx = torch.as_tensor(bin_idx, device=logits.device).reshape(-1).long()
     ev = torch.as_tensor(events, device=logits.device).reshape(-1).to(logits.dtype)
     if idx.numel() != n or ev.numel() != n:
-        raise InputError(
+        raise ValueError(
             f"bin_idx ({idx.numel()}) and events ({ev.numel()}) must have one entry per row ({n})"
         )
     if n and (int(idx.min()) < 0 or int(idx.max()) >= n_out):
-        raise InputError(
+        raise ValueError(
             f"bin indices must lie in [0, {n_out - 1}], got [{int(idx.min())}, {int(idx.max())}]"
         )
     return idx, ev
@@ -240,12 +238,12 @@ def survival_contrastive_loss(
         Scalar loss; 0 attached to the graph (finite gradient, no NaN) when the batch has no usable anchor.
     """
     if embeddings.ndim != 2:
-        raise InputError(f"embeddings must be (N, D), got {tuple(embeddings.shape)}")
+        raise ValueError(f"embeddings must be (N, D), got {tuple(embeddings.shape)}")
     n = embeddings.shape[0]
     t = torch.as_tensor(times, device=embeddings.device).reshape(-1).to(embeddings.dtype)
     ev = torch.as_tensor(events, device=embeddings.device).reshape(-1).bool()
     if t.numel() != n or ev.numel() != n:
-        raise InputError(f"times ({t.numel()}) and events ({ev.numel()}) must have one entry per row ({n})")
+        raise ValueError(f"times ({t.numel()}) and events ({ev.numel()}) must have one entry per row ({n})")
     zero = embeddings.sum() * 0.0
     if n < 3 or int(ev.sum()) < 2:
         return zero

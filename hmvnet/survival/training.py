@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------ data
 @dataclasses.dataclass
-class Patient:
+class SurvivalSample:
     """Cached inputs of one patient."""
 
     pid: str
@@ -100,7 +100,7 @@ def _case_dir(data_dir: Path, pid: str) -> Path:
 def prepare_patient(
     data_dir: Path, row: pd.Series, seg_config: SegmentationConfig, config: SurvivalConfig,
     segmenter: Any, cache_dir: Path, executor: Any,
-) -> Patient:  # fmt: skip
+) -> SurvivalSample:  # fmt: skip
     """Inputs of one patient, from the cache when present."""
     pid = str(row["PatientID"])
     record = record_from_mapping(row.to_dict())
@@ -128,7 +128,7 @@ def prepare_patient(
         )
         write_with(entry, lambda tmp: np.savez(tmp, **arrays))
     data = np.load(entry)
-    return Patient(pid, float(row["RFS"]), bool(row["Relapse"]), record, data["image"].astype(np.float32),
+    return SurvivalSample(pid, float(row["RFS"]), bool(row["Relapse"]), record, data["image"].astype(np.float32),
                    data["image_centre"].astype(np.float32), data["radiomics"])  # fmt: skip
 
 
@@ -138,7 +138,7 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit_fold(patients: list[Patient], config: SurvivalConfig, seed: int) -> FoldModel:
+def fit_fold(patients: list[SurvivalSample], config: SurvivalConfig, seed: int) -> FoldModel:
     """Fit the encoder, standardiser, fusion network and bagged ICARE on ``patients`` (a training fold)."""
     train_cfg = config.train
     use_seg = config.use_segmentation_features
@@ -199,7 +199,7 @@ def fit_fold(patients: list[Patient], config: SurvivalConfig, seed: int) -> Fold
     return fold
 
 
-def cross_validate(patients: list[Patient], config: SurvivalConfig, folds: list[np.ndarray],
+def cross_validate(patients: list[SurvivalSample], config: SurvivalConfig, folds: list[np.ndarray],
                    desc: str = "ours") -> tuple[np.ndarray, list[FoldModel]]:  # fmt: skip
     """Out-of-fold risks and the fold models."""
     oof = np.full(len(patients), np.nan)
@@ -225,7 +225,7 @@ def save_models(models: list[FoldModel], config: SurvivalConfig, out_dir: Path) 
 
 
 # ------------------------------------------------------------------------------------------ ablation
-def baseline_oof(patients: list[Patient], folds: list[np.ndarray], kind: str, seed: int) -> np.ndarray:
+def baseline_oof(patients: list[SurvivalSample], folds: list[np.ndarray], kind: str, seed: int) -> np.ndarray:
     """Out-of-fold risks of a baseline: "clinical_cox" or "icare_radiomics"."""
     from sksurv.linear_model import CoxPHSurvivalAnalysis
     from sksurv.util import Surv

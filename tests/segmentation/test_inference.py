@@ -142,11 +142,11 @@ def test_logs_windows_and_time(caplog):
 
 def test_bad_inputs_are_reported():
     inferer = SegmentationInferer([pointwise_model(W1, B1)], CONFIG, "cpu")
-    with pytest.raises(InputError, match=r"\(2, z, y, x\)"):
+    with pytest.raises(ValueError, match=r"\(2, z, y, x\)"):
         inferer(np.zeros((3, 8, 8, 8), np.float32))
     bad = random_image((8, 8, 8))
     bad[1, 2, 2, 2] = np.nan
-    with pytest.raises(InputError, match="NaN"):
+    with pytest.raises(ValueError, match="NaN"):
         inferer(bad)
     with pytest.raises(WeightsError, match="roi_size"):
         SegmentationInferer([pointwise_model(W1, B1)], InferenceConfig(roi_size=(96, 96, 80)), "cpu")

@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from hmvnet.config import PostprocessConfig
-from hmvnet.errors import InputError, WeightsError
+from hmvnet.errors import WeightsError
 from hmvnet.segmentation.postprocessing import (
     PRESETS,
     ball,
@@ -230,13 +230,13 @@ def test_presets_and_errors():
     probs = probs_from_labels(np.zeros((4, 4, 4), np.uint8))
     with pytest.raises(WeightsError, match=r"postprocess\.preset"):
         postprocess(probs, (1.0, 1.0, 1.0), PostprocessConfig(preset="nnunet"))
-    with pytest.raises(InputError, match=r"\(3, z, y, x\)"):
+    with pytest.raises(ValueError, match=r"\(3, z, y, x\)"):
         postprocess(probs[:2], (1.0, 1.0, 1.0), AWARE)
-    with pytest.raises(InputError, match="spacing"):
+    with pytest.raises(ValueError, match="spacing"):
         postprocess(probs, (1.0, 0.0, 1.0), AWARE)
     bad = probs.copy()
     bad[0, 0, 0, 0] = np.nan
-    with pytest.raises(InputError, match="NaN"):
+    with pytest.raises(ValueError, match="NaN"):
         postprocess(bad, (1.0, 1.0, 1.0), AWARE)
 
 

@@ -9,7 +9,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from hmvnet.data.clinical_record import ClinicalRecord
-from hmvnet.errors import InputError, WeightsError
+from hmvnet.errors import WeightsError
 from hmvnet.survival.clinical_encoder import ClinicalEncoder
 
 TRAIN = [
@@ -89,9 +89,9 @@ def test_json_round_trip_gives_identical_output():
 def test_errors_are_specific():
     with pytest.raises(NotFittedError):
         ClinicalEncoder().transform(TRAIN)
-    with pytest.raises(InputError, match="ClinicalRecord"):
+    with pytest.raises(ValueError, match="ClinicalRecord"):
         ClinicalEncoder().fit([{"age": 50}])
-    with pytest.raises(InputError, match="not ClinicalRecord fields"):
+    with pytest.raises(ValueError, match="not ClinicalRecord fields"):
         ClinicalEncoder(categorical=("stage",))
     with pytest.raises(WeightsError, match="format"):
         ClinicalEncoder.from_json('{"format": "other"}')

@@ -11,7 +11,7 @@ from sklearn.exceptions import NotFittedError
 
 from hmvnet.config import FusionConfig, from_dict, to_dict
 from hmvnet.data.weights import count_parameters
-from hmvnet.errors import InputError, WeightsError
+from hmvnet.errors import WeightsError
 from hmvnet.survival.fusion import FeatureStandardiser, FusionNet
 from hmvnet.survival.losses import discretise, make_time_grid, total_loss
 
@@ -124,11 +124,11 @@ def test_wrong_input_shapes_are_reported():
     config = FusionConfig.demo()
     net = FusionNet(config, N_CLINICAL).eval()
     image, clinical, radiomics = inputs(config, n=2, size=(16, 16, 16))
-    with pytest.raises(InputError, match="channel 0 = CT"):
+    with pytest.raises(ValueError, match="channel 0 = CT"):
         net(image[:, :1], clinical, radiomics)
-    with pytest.raises(InputError, match="clinical must be"):
+    with pytest.raises(ValueError, match="clinical must be"):
         net(image, clinical[:, :5], radiomics)
-    with pytest.raises(InputError, match="radiomics must be"):
+    with pytest.raises(ValueError, match="radiomics must be"):
         net(image, clinical, radiomics[:, :5])
 
 
@@ -159,7 +159,7 @@ def test_standardiser_json_round_trip_and_errors():
     back = FeatureStandardiser.from_json(st.to_json())
     probe = rng.normal(5, 2, size=(4, 6))
     np.testing.assert_array_equal(back.transform(probe), st.transform(probe))
-    with pytest.raises(InputError, match="expected 6 features"):
+    with pytest.raises(ValueError, match="expected 6 features"):
         st.transform(probe[:, :5])
     with pytest.raises(NotFittedError):
         FeatureStandardiser().transform(probe)

@@ -11,8 +11,8 @@ from sklearn.base import clone
 from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
-from hmvnet.errors import InputError, WeightsError
-from hmvnet.survival import icare as survival
+from hmvnet.errors import WeightsError
+from hmvnet.survival import icare_stats
 from hmvnet.survival.icare import (
     BaggedIcareSurvival,
     IcareSurvival,
@@ -62,11 +62,11 @@ def test_vectorised_harrell_equals_sksurv_per_feature():
     )
     X[rng.random(X.shape) < 0.15] = np.nan
     w = np.ones(n)
-    i, j = survival._comparable_pairs(time, event)
+    i, j = icare_stats._comparable_pairs(time, event)
     for got in (
         harrell_c_per_feature(X, time, event),
-        survival._harrell_pairs(X, w, i, j, 1e-8),  # both exact algorithms, whichever the cost model picks
-        survival._harrell_sweep(X, time, event, w, 1e-8),
+        icare_stats._harrell_pairs(X, w, i, j, 1e-8),  # both exact algorithms, whichever the cost model picks
+        icare_stats._harrell_sweep(X, time, event, w, 1e-8),
     ):
         for k in range(X.shape[1]):
             rows = ~np.isnan(X[:, k])
@@ -129,7 +129,7 @@ def test_mandatory_feature_survives_subsampling_and_wins_correlation():
         )
         kept = set(model.feature_names_in_[model.features_kept_])
         assert "x1_copy" in kept and "x1" not in kept and len(kept) <= 3
-    with pytest.raises(InputError, match="nope"):
+    with pytest.raises(ValueError, match="nope"):
         IcareSurvival(mandatory_features=["nope"]).fit(X, y)
 
 
@@ -180,9 +180,9 @@ def test_any_field_names_and_array_input():
     a = IcareSurvival(random_state=0).fit(X.to_numpy(), other).predict(X.to_numpy())
     b = IcareSurvival(random_state=0).fit(X, y).predict(X)
     np.testing.assert_allclose(a, b)
-    with pytest.raises(InputError, match="structured array"):
+    with pytest.raises(ValueError, match="structured array"):
         IcareSurvival().fit(X, time)
-    with pytest.raises(InputError, match="features"):
+    with pytest.raises(ValueError, match="features"):
         IcareSurvival().fit(X, y).predict(X.to_numpy()[:, :2])
 
 
@@ -281,3 +281,13 @@ def test_json_round_trip_gives_identical_predictions():
     del member["signs"]
     with pytest.raises(WeightsError, match="signs"):
         IcareSurvival.from_json(member)
+
+
+def test_unfitted_models_raise_sklearn_not_fitted():
+    from sklearn.exceptions import NotFittedError
+
+    for model in (IcareSurvival(), BaggedIcareSurvival(n_estimators=2)):
+        with pytest.raises(NotFittedError):
+            model.predict(np.zeros((2, 3)))
+        with pytest.raises(NotFittedError):
+            model.to_json()
