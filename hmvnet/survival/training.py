@@ -43,6 +43,7 @@ from hmvnet.config import (
     load_config,
     read_config_file,
     save_config,
+    to_dict,
 )
 from hmvnet.data.cases import read_label, read_training_case
 from hmvnet.data.clinical_record import ClinicalRecord, record_from_mapping
@@ -279,7 +280,7 @@ def _relative(arg: str) -> str:
     return os.path.relpath(path) if path.is_absolute() else arg
 
 
-def cli_main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hmvnet train-survival", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data", type=Path, required=True, help="HECKTOR 2025 folder with Task 2 CSV and images"
@@ -298,15 +299,11 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--ablation", type=Path, default=None, help="write the ablation table to this file")
     parser.add_argument("--truth", type=Path, default=None, help="synth_truth.csv for the oracle C-index")
     parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    config = SurvivalConfig()
-    if args.config:
-        config = read_config_file(SurvivalConfig, Path(args.config))
-    masks = MaskSource.GROUND_TRUTH if args.gt_masks else MaskSource.PREDICTED
-    config = dataclasses.replace(config, masks=masks)
+    return parser
+
+
+def prepare_samples(args: argparse.Namespace, config: SurvivalConfig) -> list[SurvivalSample]:
+    """Every patient's cached inputs (segmenting with the segmentation weights unless ``--gt-masks``)."""
     seg_config: SegmentationConfig = load_config(SegmentationConfig, args.seg_weights)
     segmenter = None
     if not args.gt_masks:
@@ -320,44 +317,63 @@ def cli_main(argv: list[str]) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     executor = make_executor(config.radiomics.workers) if config.radiomics.workers > 1 else None
     try:
-        patients = [prepare_patient(args.data, row, seg_config, config, segmenter, cache, executor)
-                    for _, row in tqdm(list(table.iterrows()), desc="inputs")]  # fmt: skip
+        return [prepare_patient(args.data, row, seg_config, config, segmenter, cache, executor)
+                for _, row in tqdm(list(table.iterrows()), desc="inputs")]  # fmt: skip
     finally:
         if executor is not None:
             executor.shutdown()
-    log.info("inputs ready for %d patients in %.0f s", len(patients), time.perf_counter() - start)
-    folds = event_centre_folds([p.pid for p in patients], [p.event for p in patients],
-                                config.train.n_folds, config.train.seed)  # fmt: skip
+
+
+def run_ablation(args: argparse.Namespace, argv: list[str], config: SurvivalConfig, patients: list[SurvivalSample],
+                 folds: list[np.ndarray], c_full: float, start: float) -> None:  # fmt: skip
+    """The ablation table: clinical Cox, ICARE on radiomics, ours without segmentation, ours (and the oracle)."""
     times = np.array([p.time for p in patients])
     events = np.array([p.event for p in patients])
+    no_seg = dataclasses.replace(config, use_segmentation_features=False,
+                                 fusion=dataclasses.replace(config.fusion, radiomics_dim=0))  # fmt: skip
+    oof_noseg, _ = cross_validate(patients, no_seg, folds, desc="ours w/o segmentation")
+    rows = [
+        ("clinical-only Cox (ridge, alpha 1)",
+         concordance_index(times, events, baseline_oof(patients, folds, "clinical_cox", config.train.seed))),
+        ("bagged ICARE on the 2 048 radiomics features",
+         concordance_index(times, events, baseline_oof(patients, folds, "icare_radiomics", config.train.seed))),
+        ("ours without segmentation-derived features (image crop at the grid centre + clinical)",
+         concordance_index(times, events, oof_noseg)),
+        ("ours (image + clinical + radiomics -> fusion -> bagged ICARE)", c_full),
+    ]  # fmt: skip
+    oracle = None
+    if args.truth and args.truth.is_file():
+        truth = pd.read_csv(args.truth).set_index("PatientID")
+        oracle = concordance_index(
+            times, events, truth.loc[[p.pid for p in patients], "true_risk"].to_numpy()
+        )
+    notes = (f"Masks: {config.masks}. Fusion config: {json.dumps(to_dict(config.fusion))}. "
+             f"Training: {json.dumps(to_dict(config.train))}.")  # fmt: skip
+    write_ablation(args.ablation, rows, oracle, len(patients), int(events.sum()),
+                   "hmvnet train-survival " + " ".join(_relative(a) for a in argv), time.perf_counter() - start, notes)  # fmt: skip
+    log.info("ablation written to %s", args.ablation)
+
+
+def cli_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    config = read_config_file(SurvivalConfig, Path(args.config)) if args.config else SurvivalConfig()
+    masks = MaskSource.GROUND_TRUTH if args.gt_masks else MaskSource.PREDICTED
+    config = dataclasses.replace(config, masks=masks)
+    patients = prepare_samples(args, config)
+    log.info("inputs ready for %d patients in %.0f s", len(patients), time.perf_counter() - start)
+    folds = event_centre_folds([p.pid for p in patients], [p.event for p in patients],
+                               config.train.n_folds, config.train.seed)  # fmt: skip
     oof, models = cross_validate(patients, config, folds)
-    c_full = concordance_index(times, events, oof)
+    c_full = concordance_index(
+        np.array([p.time for p in patients]), np.array([p.event for p in patients]), oof
+    )
     log.info("out-of-fold C-index (ours, full): %.4f", c_full)
     save_models(models, config, args.out)
     oof_table = pd.DataFrame({"PatientID": [p.pid for p in patients], "risk": oof})
     write_with(args.out / "oof_risks.csv", lambda tmp: oof_table.to_csv(tmp, index=False))
     if args.ablation:
-        no_seg = dataclasses.replace(config, use_segmentation_features=False,
-                                     fusion=dataclasses.replace(config.fusion, radiomics_dim=0))  # fmt: skip
-        oof_noseg, _ = cross_validate(patients, no_seg, folds, desc="ours w/o segmentation")
-        rows = [
-            ("clinical-only Cox (ridge, alpha 1)",
-             concordance_index(times, events, baseline_oof(patients, folds, "clinical_cox", config.train.seed))),
-            ("bagged ICARE on the 2 048 radiomics features",
-             concordance_index(times, events, baseline_oof(patients, folds, "icare_radiomics", config.train.seed))),
-            ("ours without segmentation-derived features (image crop at the grid centre + clinical)",
-             concordance_index(times, events, oof_noseg)),
-            ("ours (image + clinical + radiomics -> fusion -> bagged ICARE)", c_full),
-        ]  # fmt: skip
-        oracle = None
-        if args.truth and args.truth.is_file():
-            truth = pd.read_csv(args.truth).set_index("PatientID")
-            oracle = concordance_index(
-                times, events, truth.loc[[p.pid for p in patients], "true_risk"].to_numpy()
-            )
-        notes = (f"Masks: {config.masks}. Fusion config: {json.dumps(dataclasses.asdict(config.fusion))}. "
-                 f"Training: {json.dumps(dataclasses.asdict(config.train))}.")  # fmt: skip
-        write_ablation(args.ablation, rows, oracle, len(patients), int(events.sum()),
-                       "hmvnet train-survival " + " ".join(_relative(a) for a in argv), time.perf_counter() - start, notes)  # fmt: skip
-        log.info("ablation written to %s", args.ablation)
+        run_ablation(args, argv, config, patients, folds, c_full, start)
     return 0
