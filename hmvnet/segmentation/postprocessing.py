@@ -5,7 +5,7 @@ volumes are in mm^3 and distances between centroids in mm. Labels: 0 background,
 
 A chain is a *decision* (probabilities ``(3, z, y, x)`` -> label map ``(z, y, x)`` uint8) followed by a list of
 small pure *steps* (label map -> label map), all driven by :class:`hmvnet.config.PostprocessConfig`. Connected
-components always use 26-connectivity (a 3x3x3 structure). Two presets, in :data:`PRESETS`:
+components always use 26-connectivity (:data:`hmvnet.geometry.STRUCTURE_26`). Three presets, in :data:`PRESETS`:
 
 ``"paper"`` -- the paper's chain, read literally:
     foreground probability ``1 - p_background >= threshold`` -> one binary mask; 3-D closing with a ball of
@@ -29,6 +29,11 @@ components always use 26-connectivity (a 3x3x3 structure). Two presets, in :data
     ``min_volume_mm3`` whose centroid is within ``max_distance_mm`` of the GTVp centroid are kept (no top-N cap,
     ``max_components`` is unused); with no GTVp the distance rule is skipped and nodes are kept (node-only cases
     exist).
+
+``"primary_mass"`` -- the paper's binary foreground (``1 - p_background >= threshold``); of its components the one
+    holding the most GTVp probability (sum of p_GTVp over its voxels) is the GTVp and every other component GTVn
+    (no top-N cap); then closing, small-component removal and the ``max_distance_mm`` rule as above. The default
+    of the shipped demo weights (chosen on their validation phantoms, see docs/method.md).
 
 An empty prediction gives an all-zero map. Everything is scipy.ndimage. The closing is exact (equal to scipy's
 closing of the volume padded with background) but runs per group of components whose dilations can touch, each in

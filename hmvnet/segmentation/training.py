@@ -13,8 +13,9 @@ GTVn aggregated Dice and F1 and the Task-1 proxy score on the crop grid.
 Reproducibility and resume: every epoch re-seeds torch, numpy and the MONAI transforms from ``seed + epoch`` (and
 the rank), so a run resumed from a checkpoint continues exactly as the uninterrupted run would. Checkpoints for
 resume (``checkpoint_last.pt``: model, optimiser, scheduler, grad scaler, epoch, best score, RNG states) are
-torch files read with ``weights_only=True``; the weights shipped for inference are safetensors with their sha256
-in ``config.json``.
+torch files read with ``weights_only=False`` (the numpy and Python RNG states are objects ``weights_only=True``
+refuses), so only a run's own checkpoint is ever loaded this way; the weights shipped for inference are safetensors
+with their sha256 in ``config.json``, and ``--init-weights`` reads safetensors only.
 
 Multi-GPU / multi-node: launch with ``torchrun --nproc_per_node N -m hmvnet.segmentation.training ...`` (or ``hmvnet
 train-seg`` under torchrun): DistributedDataParallel with NCCL on CUDA and gloo on CPU; rank 0 validates and

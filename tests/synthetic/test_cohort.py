@@ -250,7 +250,14 @@ def test_committed_sample_matches_generator():
 def test_preview_png(tmp_path):
     case = generate_case(case_pid(3, 0), case_seed(3, 0), "small")
     path = save_preview(case, tmp_path / "p.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    rgb = matplotlib.image.imread(str(path))[..., :3]
+    assert rgb.shape[0] > 100 and rgb.shape[1] > 100
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    cyan = (r < 0.3) & (g > 0.7) & (b > 0.7)  # the GTVp contour colour
+    lime = (r < 0.3) & (g > 0.7) & (b < 0.3)  # the GTVn contour colour
+    assert cyan.sum() > 20 and lime.sum() > 20
 
 
 def _volumes_ok(truths):
