@@ -4,6 +4,7 @@ with the weights found by the default search (no ``HMVNET_WEIGHTS``)."""
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -23,6 +24,10 @@ def test_shipped_weights_reproduce_the_expected_sample_outputs(tmp_path):
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (tmp_path / SEG, tmp_path / "rfs.json"):  # readable by a host user (0644 under umask 022)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     got, want = sitk.ReadImage(str(tmp_path / SEG)), sitk.ReadImage(str(REPO / "test" / "expected" / SEG))
     assert got.GetSize() == want.GetSize()
     for name in ("GetSpacing", "GetOrigin", "GetDirection"):
