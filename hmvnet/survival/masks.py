@@ -58,6 +58,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from hmvnet import LESION_LABELS
 from hmvnet.geometry import STRUCTURE_26
 
 VariantKind = Literal["lesions", "bbox", "pet_frac", "bbox_suv", "dilation", "shell"]
@@ -151,7 +152,7 @@ def build_mask_variants(
     label: np.ndarray,
     suv_eq: np.ndarray,
     spacing_xyz: Sequence[float],
-    lesion_labels: tuple[int, ...] = (1, 2),
+    lesion_labels: tuple[int, ...] = LESION_LABELS,
     variants: tuple[MaskVariant, ...] = MASK_VARIANTS,
 ) -> dict[str, np.ndarray]:
     """Build every mask variant from a label map.
