@@ -7,12 +7,11 @@ The outputs profile can also be set with the environment variable HMVNET_OUTPUTS
 HMVNET_WEIGHTS (default: /opt/ml/model when it holds weights, else weights/ next to this file).
 """
 
-import logging
 import sys
 
-from hmvnet.app.cli import run_cli
+from hmvnet.app.cli import configure_logging, run_cli
 from hmvnet.app.pipeline import cli_main
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     sys.exit(run_cli(cli_main, sys.argv[1:]))

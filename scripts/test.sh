@@ -4,7 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --dev
+step() { printf '\n==> [test] %s\n' "$*"; }
+step "ruff check"
 .venv/bin/ruff check .
+step "ruff format --check"
 .venv/bin/ruff format --check .
+step "mypy hmvnet"
 .venv/bin/mypy hmvnet
+step "pytest $*"
 .venv/bin/python -m pytest "$@"

@@ -17,7 +17,6 @@ Sharding for job arrays: ``--shard K/N`` (K = 0..N-1) takes every N-th case star
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -29,8 +28,10 @@ from typing import Any
 import pandas as pd
 import SimpleITK as sitk
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from hmvnet import Label
+from hmvnet.app.case_log import case_context
 from hmvnet.data.cases import Case, discover_cases, read_case
 from hmvnet.data.clinical_record import ClinicalRecord
 from hmvnet.data.task2 import clinical_records, find_table, read_table
@@ -107,10 +108,12 @@ def predict_cohort(
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
         ahead = max(1, num_workers)
         futures: list[Future] = [pool.submit(read, c) for c in todo[:ahead]]
-        for index, folder in enumerate(tqdm(todo, desc="cases", unit="case")):
-            if index + ahead < len(todo):
-                futures.append(pool.submit(read, todo[index + ahead]))
-            _run_one(pipeline, folder, futures[index], output_dir, outputs, mask_format, qc)
+        with logging_redirect_tqdm():
+            for index, folder in enumerate(tqdm(todo, desc="cases", unit="case")):
+                if index + ahead < len(todo):
+                    futures.append(pool.submit(read, todo[index + ahead]))
+                with case_context(folder.name):
+                    _run_one(pipeline, folder, futures[index], output_dir, outputs, mask_format, qc)
             futures[index] = None  # type: ignore[call-overload]  # release the case's images
     seconds = time.perf_counter() - start
     if todo:
@@ -140,11 +143,11 @@ def _run_one(
         row["n_gtvp"] = count_components(labels == Label.GTVP, spacing)
         row["n_gtvn"] = count_components(labels == Label.GTVN, spacing)
         if qc:
-            from hmvnet.app.qc import save_case_qc
+            from hmvnet.app.qc import model_version, save_case_qc
 
-            png = save_case_qc(
-                case.ct, case.pet, sitk.ReadImage(str(mask_path)), case_dir / "qc.png", folder.name
-            )
+            weights = getattr(getattr(getattr(pipeline, "segmenter", None), "config", None), "weights", None)
+            png = save_case_qc(case.ct, case.pet, sitk.ReadImage(str(mask_path)), case_dir / "qc.png",
+                               folder.name, model_version(weights))  # fmt: skip
             row["qc_png"] = str(png.relative_to(output_dir))
         row["status"] = "ok"
     except Exception as exc:  # one failing case (HMVNetError or any other) must not stop the cohort
@@ -157,6 +160,21 @@ def _run_one(
     write_json({k: v for k, v in row.items() if k in SUMMARY_COLUMNS}, case_dir / "result.json")
 
 
+SUMMARY_DECIMALS = {"gtvp_ml": 2, "gtvn_ml": 2, **{c: 1 for c in SUMMARY_COLUMNS if c.endswith("_s")}}
+"""Decimals written to summary.csv: volumes to 0.01 ml, times to 0.1 s (risk: 6 significant digits)."""
+
+
+def rounded(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` as summary.csv shows it: :data:`SUMMARY_DECIMALS`, risk to 6 significant digits (result.json
+    keeps full precision)."""
+    out = table.copy()
+    for column, decimals in SUMMARY_DECIMALS.items():
+        out[column] = pd.to_numeric(out[column], errors="coerce").round(decimals)
+    risk = pd.to_numeric(out["risk"], errors="coerce")
+    out["risk"] = [float(f"{v:.6g}") if pd.notna(v) else v for v in risk]
+    return out
+
+
 def write_summary(output_dir: Path, qc: bool = False) -> pd.DataFrame:
     """Rebuild ``summary.csv`` (and ``qc.html``) from every ``<case>/result.json`` under ``output_dir``."""
     rows = []
@@ -166,7 +184,7 @@ def write_summary(output_dir: Path, qc: bool = False) -> pd.DataFrame:
         except json.JSONDecodeError:
             log.warning("%s is not valid JSON: skipped in the summary", path)
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    write_with(output_dir / "summary.csv", lambda tmp: table.to_csv(tmp, index=False))
+    write_with(output_dir / "summary.csv", lambda tmp: rounded(table).to_csv(tmp, index=False))
     if qc or (output_dir / "qc.html").is_file():
         from hmvnet.app.qc import write_contact_sheet
 
@@ -178,25 +196,15 @@ def write_summary(output_dir: Path, qc: bool = False) -> pd.DataFrame:
 
 
 def cli_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hmvnet predict", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--input", type=Path, required=True, help="folder of cases")
-    parser.add_argument("--output", type=Path, required=True, help="output folder")
-    parser.add_argument("--weights", type=Path, default=None, help="weights folder (default as process.py)")
-    parser.add_argument("--outputs", default="both", choices=["segmentation", "both"],
-                        help="'segmentation' skips the survival model")  # fmt: skip
-    parser.add_argument("--format", dest="mask_format", default="nii.gz", choices=["nii.gz", "mha"])
-    parser.add_argument("--overwrite", action="store_true", help="redo finished cases")
-    parser.add_argument("--shard", default=None, help="K/N: process every N-th case starting at K (0-based)")
-    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
-    parser.add_argument("--num-workers", type=int, default=1, help="cases read ahead in background threads")
-    parser.add_argument("--qc", action="store_true", help="write qc.png per case and qc.html for the cohort")
-    args = parser.parse_args(argv)
+    from hmvnet.app.parsers import predict_parser
+
+    args = predict_parser().parse_args(argv)
     from hmvnet.app.pipeline import Pipeline
 
     shard = parse_shard(args.shard)
-    pipeline = Pipeline.load(args.weights, args.device, survival=args.outputs == "both")
+    pipeline = Pipeline.load(
+        args.weights, args.device, args.outputs == "both", folds=args.folds, tta=args.tta
+    )
     table = predict_cohort(pipeline, args.input, args.output, args.outputs, args.mask_format, args.overwrite,
                            shard, args.num_workers, args.qc)  # fmt: skip
     ok = int((table["status"] == "ok").sum())

@@ -10,6 +10,7 @@ import importlib
 import logging
 import sys
 
+from hmvnet import __version__
 from hmvnet.errors import HMVNetError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -29,13 +30,17 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("hmvnet.app.batch", "batch inference over a folder of cases (models loaded once)"),
     "process": ("hmvnet.app.pipeline", "one case in the grand-challenge layout (same as process.py)"),
     "serve": ("hmvnet.app.serve", "HTTP invoke service: GET /health, POST /invoke"),
+    "weights": ("hmvnet.app.weights_cli", "where weights are looked for; verify their checksums"),
 }
+QUIET_LOGGERS = ("numexpr", "matplotlib", "PIL", "h5py")
+"""Third-party loggers kept at WARNING (numexpr announces its thread count at INFO)."""
 
 
 def _usage() -> str:
     lines = ["usage: hmvnet <command> [options]", "", "commands:"]
     lines += [f"  {name:<15} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
-    lines += ["", "Run `hmvnet <command> --help` for the options of one command."]
+    lines += ["", "options:", "  -h, --help       this message", "  --version        the hmvnet version"]
+    lines += ["", "Run 'hmvnet <command> --help' for the options of one command."]
     return "\n".join(lines)
 
 
@@ -51,16 +56,33 @@ def run_cli(entry, argv: list[str]) -> int:
         return 2
 
 
+def configure_logging(level: int = logging.INFO) -> None:
+    """The one log format (each case's lines carry its id, see :mod:`hmvnet.app.case_log`); third-party INFO
+    noise silenced."""
+    from hmvnet.app.case_log import install_case_filter
+
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(case_prefix)s%(message)s")
+    install_case_filter()
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
         return 0
+    if argv[0] in {"-V", "--version"}:
+        print(f"hmvnet {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
         print(f"error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hmvnet.app.parsers import PARSERS
+
+    PARSERS[name]().parse_args(rest)  # --help and usage errors answer here, before the heavy imports
+    configure_logging()
     module = importlib.import_module(SUBCOMMANDS[name][0])
     return run_cli(module.cli_main, rest)
 

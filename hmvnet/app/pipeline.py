@@ -5,9 +5,7 @@ HTTP service.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,15 +14,16 @@ import numpy as np
 import SimpleITK as sitk
 
 from hmvnet import Label
+from hmvnet.app.case_log import case_context
+from hmvnet.app.parsers import default_outputs, process_parser
 from hmvnet.data.cases import Case, read_gc_case
-from hmvnet.data.weights import resolve_weights_dir
+from hmvnet.data.weights import describe_search, resolve_weights_dir
 from hmvnet.data.writers import write_json, write_label
 from hmvnet.errors import InputError, WeightsError
 from hmvnet.segmentation.segmenter import Segmenter
 
 log = logging.getLogger("hmvnet")
 
-ENV_OUTPUTS = "HMVNET_OUTPUTS"
 SEG_2025 = Path("images") / "tumor-lymph-node-segmentation" / "output.mha"
 SEG_2026 = Path("images") / "head-neck-tumor-segmentation" / "output.mha"
 RFS_JSON = Path("rfs.json")
@@ -46,17 +45,23 @@ class Pipeline:
 
     @classmethod
     def load(
-        cls, weights_dir: Path | None = None, device: str | None = None, survival: bool = True
+        cls,
+        weights_dir: Path | None = None,
+        device: str | None = None,
+        survival: bool = True,
+        folds: list[int] | None = None,
+        tta: bool | None = None,
     ) -> Pipeline:
+        """Load the models; ``folds`` picks fold models (default all), ``tta`` overrides ``mirror_tta``."""
         folder = resolve_weights_dir(weights_dir)
         start = time.perf_counter()
         seg_dir = folder / "segmentation"
         if not (seg_dir / "config.json").is_file():
             raise WeightsError(
-                f"segmentation weights missing: expected {seg_dir}/config.json and its .safetensors files "
-                "(train them with `hmvnet train-seg`, or point HMVNET_WEIGHTS at a weights folder)"
+                f"segmentation weights missing: searched {describe_search(weights_dir)}; train them with "
+                "'hmvnet train-seg', or give --weights or HMVNET_WEIGHTS a folder holding segmentation/config.json"
             )
-        segmenter = Segmenter.load(seg_dir, device)
+        segmenter = Segmenter.load(seg_dir, device, folds=folds, tta=tta)
         predictor = None
         if survival:
             from hmvnet.survival.predictor import SurvivalPredictor
@@ -102,47 +107,27 @@ class Pipeline:
         start = time.perf_counter()
         case = read_gc_case(Path(input_dir))
         read_s = time.perf_counter() - start
-        result = self.run(case, output_dir, outputs)
-        result["read_s"] = read_s
-        result["total_s"] = time.perf_counter() - start
+        with case_context(case.case_id):
+            result = self.run(case, output_dir, outputs)
+            result["read_s"] = read_s
+            result["total_s"] = time.perf_counter() - start
+            self._log_done(result)
+        return result
+
+    @staticmethod
+    def _log_done(result: dict[str, Any]) -> None:
         log.info(
             "case done: %s",
             ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()),
         )
-        return result
-
-
-def default_outputs() -> str:
-    return os.environ.get(ENV_OUTPUTS, "both").strip().lower() or "both"
-
-
-def add_case_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options shared by ``process.py`` / ``hmvnet process`` and ``hmvnet serve``."""
-    parser.add_argument("--input", type=Path, default=Path("/input"), help="case folder (default /input)")
-    parser.add_argument(
-        "--output", type=Path, default=Path("/output"), help="output folder (default /output)"
-    )
-    parser.add_argument(
-        "--weights",
-        type=Path,
-        default=None,
-        help="weights folder (default: $HMVNET_WEIGHTS, /opt/ml/model, then weights/)",
-    )
-    parser.add_argument(
-        "--outputs",
-        default=default_outputs(),
-        choices=sorted(OUTPUT_PROFILES),
-        help=f"which outputs to write (default: ${ENV_OUTPUTS} or 'both')",
-    )
-    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
 
 
 def cli_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hmvnet process", description=__doc__)
-    add_case_arguments(parser)
-    args = parser.parse_args(argv)
+    args = process_parser().parse_args(argv)
+    args.outputs = args.outputs or default_outputs()
     start = time.perf_counter()
-    pipeline = Pipeline.load(args.weights, args.device, survival=OUTPUT_PROFILES[args.outputs][1])
+    survival = OUTPUT_PROFILES[args.outputs][1]
+    pipeline = Pipeline.load(args.weights, args.device, survival, folds=args.folds, tta=args.tta)
     result = pipeline.process_case(args.input, args.output, args.outputs)
     log.info(
         "done in %.1f s (model loading included); outputs in %s", time.perf_counter() - start, args.output

@@ -17,7 +17,6 @@ input and output folders are shared and one case already uses the whole GPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import signal
@@ -182,18 +181,17 @@ def run(server: InvokeServer, loader: Callable[[], CaseProcessor], stop: threadi
 
 
 def cli_main(argv: list[str]) -> int:
-    from hmvnet.app.pipeline import OUTPUT_PROFILES, add_case_arguments
+    from hmvnet.app.parsers import default_outputs, serve_parser
+    from hmvnet.app.pipeline import OUTPUT_PROFILES
 
-    parser = argparse.ArgumentParser(prog="hmvnet serve", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
-    add_case_arguments(parser)
-    args = parser.parse_args(argv)
+    args = serve_parser().parse_args(argv)
+    args.outputs = args.outputs or default_outputs()
 
     def load() -> CaseProcessor:
         from hmvnet.app.pipeline import Pipeline
 
-        return Pipeline.load(args.weights, args.device, survival=OUTPUT_PROFILES[args.outputs][1])
+        survival = OUTPUT_PROFILES[args.outputs][1]
+        return Pipeline.load(args.weights, args.device, survival, folds=args.folds, tta=args.tta)
 
     service = InvokeService(args.input, args.output, args.outputs)
     try:

@@ -1,7 +1,9 @@
 """Weight files: safetensors only (no pickles), each checked against the sha256 recorded in ``config.json``.
 
 Where weights come from, in order: an explicit folder, ``$HMVNET_WEIGHTS``, ``/opt/ml/model`` (the platform's
-mounted model tarball) when it holds weights, and the ``weights/`` folder shipped next to ``process.py``.
+mounted model tarball) when it holds weights, the ``weights/`` folder of the source checkout next to ``process.py``
+(an editable install), and ``./weights`` in the working directory (a wheel or other non-editable install, whose
+package folder holds no weights). ``hmvnet weights --path`` prints this list; ``--verify`` checks the checksums.
 """
 
 from __future__ import annotations
@@ -50,15 +52,43 @@ def load_state_dict(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]
     return load_file(str(path))
 
 
-def resolve_weights_dir(explicit: Path | str | None = None) -> Path:
-    """The weights folder to use (see the module docstring for the order)."""
+def has_weights(folder: Path) -> bool:
+    """Whether ``folder`` holds a segmentation configuration (``segmentation/config.json``)."""
+    return (Path(folder) / "segmentation" / "config.json").is_file()
+
+
+def search_locations(explicit: Path | str | None = None) -> list[tuple[str, Path]]:
+    """``(where from, folder)`` in search order; an explicit folder or ``$HMVNET_WEIGHTS`` is the only entry."""
     if explicit:
-        return Path(explicit)
+        return [("--weights", Path(explicit))]
     if os.environ.get(ENV_WEIGHTS):
-        return Path(os.environ[ENV_WEIGHTS])
-    if (PLATFORM_MODEL_DIR / "segmentation" / "config.json").is_file():
-        return PLATFORM_MODEL_DIR
-    return SHIPPED_WEIGHTS
+        return [(f"${ENV_WEIGHTS}", Path(os.environ[ENV_WEIGHTS]))]
+    found = [
+        ("platform model folder", PLATFORM_MODEL_DIR),
+        ("source checkout", SHIPPED_WEIGHTS),
+        ("working directory", Path.cwd() / "weights"),
+    ]
+    return [
+        (w, f) for i, (w, f) in enumerate(found) if f.resolve() not in {g.resolve() for _, g in found[:i]}
+    ]
+
+
+def resolve_weights_dir(explicit: Path | str | None = None) -> Path:
+    """The weights folder to use: the first of :func:`search_locations` that holds weights; when none does, the
+    explicit one or the source checkout's (whose missing files :func:`describe_search` then explains)."""
+    locations = search_locations(explicit)
+    for _, folder in locations:
+        if has_weights(folder):
+            return folder
+    return locations[0][1] if len(locations) == 1 else SHIPPED_WEIGHTS
+
+
+def describe_search(explicit: Path | str | None = None) -> str:
+    """One line naming every location searched and whether it holds weights (for error messages)."""
+    return "; ".join(
+        f"{where} {folder} ({'found' if has_weights(folder) else 'no segmentation/config.json'})"
+        for where, folder in search_locations(explicit)
+    )
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = True) -> int:

@@ -267,37 +267,10 @@ def _print_table(results: dict[str, Any]) -> None:
     print("\n".join(lines))
 
 
-def _float_or_nan(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a number or 'nan', got {text!r}") from exc
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hmvnet evaluate",
-        description="Challenge metrics: GTVp Dice, GTVn aggregated Dice and detection F1, Task-1 proxy score, "
-        "and the C-index of risks (higher = earlier relapse) with a bootstrap 95%% interval.",
-    )
-    parser.add_argument("--pred", type=Path, help="predicted masks (one per case; layouts in the docs)")
-    parser.add_argument("--gt", type=Path, help="truth masks ('Task 1/<id>/<id>.nii.gz' or '<id>.nii.gz')")
-    parser.add_argument("--clinical", type=Path, help="HECKTOR Task 2 CSV (PatientID, RFS, Relapse)")
-    parser.add_argument("--risks", type=Path, help="CSV with PatientID (or case_id) and risk")
-    parser.add_argument("--out", type=Path, required=True, help="results JSON to write")
-    parser.add_argument(
-        "--per-case", type=Path, help="per-case CSV to write (dice, hd95, volumes, components)"
-    )
-    parser.add_argument("--no-hd95", action="store_true", help="skip HD95 (faster)")
-    parser.add_argument(
-        "--empty-both", type=_float_or_nan, default=1.0,
-        help="Dice of a case where prediction and truth are both empty (default 1.0; 'nan' leaves it out)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--n-bootstrap", type=int, default=1000, help="bootstrap resamples for the C-index CI"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    return parser
+    from hmvnet.app.parsers import evaluate_parser
+
+    return evaluate_parser()
 
 
 def cli_main(argv: list[str]) -> int:

@@ -5,6 +5,7 @@ the CT grid. Used by the pipeline (``process.py``, ``hmvnet predict``, the servi
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import torch
 from hmvnet.config import PostprocessConfig, SegmentationConfig, load_config
 from hmvnet.data.cases import Case
 from hmvnet.data.weights import load_state_dict
-from hmvnet.errors import WeightsError
+from hmvnet.errors import InputError, WeightsError
 from hmvnet.geometry import array_to_image, label_to_reference
 from hmvnet.segmentation.preprocessing import PreprocessedCase, preprocess
 
@@ -33,6 +34,24 @@ class SegmentationResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def select_models(
+    config: SegmentationConfig, folder: Path, folds: Sequence[int] | None, tta: bool | None
+) -> SegmentationConfig:
+    """``config`` with only the weight files of ``folds`` and with ``mirror_tta`` set to ``tta`` (None: keep)."""
+    if folds is not None:
+        wanted = {f"fold{k}.safetensors" for k in folds}
+        missing = sorted(wanted - set(config.weights))
+        if missing:
+            raise InputError(
+                f"--folds {' '.join(map(str, folds))}: {folder}/config.json has no {', '.join(missing)} "
+                f"(it lists {', '.join(sorted(config.weights))})"
+            )
+        config = dataclasses.replace(config, weights={k: v for k, v in config.weights.items() if k in wanted})
+    if tta is not None:
+        config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, mirror_tta=tta))
+    return config
+
+
 class Segmenter:
     """HM-VNet fold ensemble with its configuration; load once, call per case."""
 
@@ -46,14 +65,24 @@ class Segmenter:
         )
 
     @classmethod
-    def load(cls, folder: Path, device: str | None = None) -> Segmenter:
-        """Build the fold models named in ``folder/config.json`` and load their checksummed weights."""
+    def load(
+        cls,
+        folder: Path,
+        device: str | None = None,
+        folds: Sequence[int] | None = None,
+        tta: bool | None = None,
+    ) -> Segmenter:
+        """Build the fold models named in ``folder/config.json`` and load their checksummed weights.
+
+        ``folds`` keeps only ``fold<k>.safetensors`` of those folds (default: every listed file); ``tta``
+        overrides ``inference.mirror_tta`` (default: as configured)."""
         from hmvnet.segmentation.inference import select_device
         from hmvnet.segmentation.network import build_model
 
         config: SegmentationConfig = load_config(SegmentationConfig, folder)
         if not config.weights:
             raise WeightsError(f"{folder}/config.json lists no weight files")
+        config = select_models(config, folder, folds, tta)
         models = []
         for name, digest in sorted(config.weights.items()):
             model = build_model(config.model)

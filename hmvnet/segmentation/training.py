@@ -25,7 +25,6 @@ writes files.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import hashlib
 import json
@@ -35,6 +34,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,78 +46,21 @@ from monai.losses import DiceCELoss
 from tqdm import tqdm
 
 from hmvnet.config import (
-    PreprocessConfig,
     SegmentationConfig,
     SegmentationTrainConfig,
     load_config,
     read_config_file,
     save_config,
-    to_dict,
 )
-from hmvnet.data.cases import discover_cases, read_training_case
 from hmvnet.data.folds import centre_folds
 from hmvnet.data.weights import load_state_dict, save_state_dict
 from hmvnet.data.writers import json_ready, write_json, write_with
 from hmvnet.errors import InputError, WeightsError
+from hmvnet.segmentation.cache import build_cache, load_entry
+from hmvnet.segmentation.progress import append_csv as _append_csv
+from hmvnet.segmentation.progress import write_training_curve
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------------------ cache
-def cache_key(config: PreprocessConfig) -> str:
-    return hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:12]
-
-
-def build_cache(
-    data_dir: Path, cache_dir: Path, config: PreprocessConfig, case_ids: Sequence[str] | None = None
-) -> dict[str, Path]:
-    """Preprocess every labelled case once; returns case ID -> cache folder. Existing entries are reused."""
-    from hmvnet.segmentation.preprocessing import preprocess
-
-    root = cache_dir / cache_key(config)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(to_dict(config), root / "preprocess.json", indent=2)
-    folders = {p.name: p for p in discover_cases(data_dir)}
-    if not folders:
-        raise InputError(
-            f"no cases found under {data_dir} (expected the HECKTOR layout 'Task 1/<PID>/<PID>__CT.nii.gz')"
-        )
-    wanted = sorted(folders) if case_ids is None else list(case_ids)
-    out = {}
-    for case_id in tqdm(wanted, desc="cache", disable=not _is_main()):
-        entry = root / case_id
-        if not (entry / "label.npy").is_file():
-            case = read_training_case(folders[case_id])
-            if case.label is None:
-                log.warning("%s has no label: skipped", case_id)
-                continue
-            pre = preprocess(case.ct, case.pet, config, label=case.label)
-            import SimpleITK as sitk
-
-            entry.mkdir(exist_ok=True)
-            image = pre.image.astype(np.float16)
-            _save_npy(entry / "image.npy", image)
-            assert pre.label is not None  # a label was passed to preprocess
-            geometry = {
-                "spacing": pre.ct_hu.GetSpacing(),
-                "origin": pre.ct_hu.GetOrigin(),
-                "size": pre.ct_hu.GetSize(),
-            }
-            write_json(json_ready(geometry), entry / "geometry.json")
-            label = sitk.GetArrayFromImage(pre.label).astype(np.uint8)
-            _save_npy(entry / "label.npy", label)  # written last: marks a complete entry
-        out[case_id] = entry
-    return out
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    write_with(path, lambda tmp: np.save(tmp, array))
-
-
-def _load_entry(entry: Path) -> dict[str, np.ndarray]:
-    image = np.load(entry / "image.npy").astype(np.float32)
-    label = np.load(entry / "label.npy")[None]
-    return {"image": image, "label": label}
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -174,7 +117,7 @@ class PatchDataset(torch.utils.data.Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sample = self.transform(_load_entry(self.entries[int(self.order[index])]))
+        sample = self.transform(load_entry(self.entries[int(self.order[index])]))
         sample = sample[0] if isinstance(sample, list) else sample
         return {"image": sample["image"].float(), "label": sample["label"].long()}
 
@@ -216,7 +159,7 @@ def validate(
     segmenter = Segmenter(config, [model], device)
     pairs = []
     for entry in entries.values():
-        data = _load_entry(entry)
+        data = load_entry(entry)
         spacing = tuple(json.loads((entry / "geometry.json").read_text())["spacing"])
         pairs.append((segmenter.segment_array(data["image"], spacing), data["label"][0], spacing))
     return evaluate_segmentations(pairs)
@@ -245,6 +188,145 @@ def _make_optimiser(model: torch.nn.Module, cfg: SegmentationTrainConfig):
     return optimiser, torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda)
 
 
+@dataclass
+class _Run:
+    """One fold's training state: model (and its DDP wrapper ``net``), optimiser, schedule, grad scaler, the
+    first epoch to run and the best validation so far."""
+
+    model: torch.nn.Module
+    net: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    use_amp: bool
+    start_epoch: int
+    best: dict[str, Any]
+
+
+def _split_cases(
+    data_dir: Path,
+    cache_dir: Path,
+    seg_config: SegmentationConfig,
+    cfg: SegmentationTrainConfig,
+    fold: int,
+    val_ids: Sequence[str] | None,
+    fold_dir: Path,
+    resume: bool,
+) -> tuple[list[Path], dict[str, Path]]:
+    """Build the cache (rank 0 first) and split it into training entries and validation entries by case ID
+    (a resumed run keeps its ``split.json``); rank 0 writes ``split.json``."""
+    entries = build_cache(data_dir, cache_dir, seg_config.preprocess, progress=True) if _is_main() else {}
+    if dist.is_initialized():
+        dist.barrier()
+        if not _is_main():
+            entries = build_cache(data_dir, cache_dir, seg_config.preprocess, progress=False)
+    if val_ids is None and resume and (fold_dir / "split.json").is_file():
+        val_ids = json.loads((fold_dir / "split.json").read_text())["val"]  # a resumed run keeps its split
+    if val_ids is None:
+        if not 0 <= fold < cfg.n_folds:
+            raise InputError(f"--fold {fold} is outside 0..{cfg.n_folds - 1}")
+        val_ids = centre_folds(list(entries), cfg.n_folds, cfg.seed)[fold]
+    val_set = set(val_ids)
+    missing = sorted(val_set - set(entries))
+    if missing:
+        raise InputError(f"validation cases not found in {data_dir}: {', '.join(missing[:5])}")
+    train_entries = [entries[c] for c in sorted(entries) if c not in val_set]
+    if not train_entries:
+        raise InputError(f"fold {fold} leaves no training cases ({len(entries)} cases in {data_dir})")
+    if _is_main():
+        split = {"train": sorted(set(entries) - val_set), "val": sorted(val_set)}
+        write_json(split, fold_dir / "split.json", indent=1)
+    return train_entries, {c: entries[c] for c in sorted(val_set)}
+
+
+def _start_run(
+    seg_config: SegmentationConfig,
+    cfg: SegmentationTrainConfig,
+    device: torch.device,
+    fold: int,
+    ckpt_path: Path,
+    resume: bool,
+    init_weights: Path | None,
+) -> _Run:
+    """A fresh (or ``init_weights``-initialised) model with its optimiser, or the state of ``ckpt_path`` when
+    ``resume`` finds it."""
+    from hmvnet.segmentation.network import build_model
+
+    _seed_everything(cfg.seed)
+    model = build_model(seg_config.model).to(device)
+    if init_weights is not None:
+        load_init_weights(model, Path(init_weights))
+        log.info("fold %d starts from %s", fold, init_weights)
+    optimiser, scheduler = _make_optimiser(model, cfg)
+    use_amp = device.type == "cuda" and seg_config.inference.amp
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start_epoch, best = 0, {"score": -1.0}
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, best = ckpt["epoch"] + 1, ckpt["best"]
+        log.info("resumed fold %d from %s at epoch %d", fold, ckpt_path, start_epoch)
+    net: torch.nn.Module = model
+    if dist.is_initialized():
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return _Run(model, net, optimiser, scheduler, scaler, use_amp, start_epoch, best)
+
+
+def _train_epoch(run: _Run, loader, loss_fn, device: torch.device, desc: str) -> list[float]:
+    """One pass over ``loader``; returns the batch losses."""
+    run.net.train()
+    losses: list[float] = []
+    bar = tqdm(loader, desc=desc, disable=not _is_main(), leave=False)
+    for batch in bar:
+        image, label = batch["image"].to(device), batch["label"].to(device)
+        run.optimiser.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=run.use_amp):
+            loss = loss_fn(run.net(image), label)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimiser)
+        run.scaler.update()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+    run.scheduler.step()
+    return losses
+
+
+def _epoch_loader(
+    train_entries: list[Path], transform, cfg: SegmentationTrainConfig, epoch_seed: int, world: int
+):
+    per_rank = max(cfg.batch_size, cfg.samples_per_epoch // world)
+    return torch.utils.data.DataLoader(
+        PatchDataset(train_entries, per_rank, transform, epoch_seed),
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        generator=torch.Generator().manual_seed(epoch_seed),
+    )
+
+
+def _validate_epoch(
+    run: _Run,
+    val_entries: dict[str, Path],
+    seg_config: SegmentationConfig,
+    device,
+    epoch: int,
+    fold_dir: Path,
+) -> dict[str, float]:
+    """Validate (rank 0), keep ``best.safetensors`` when the selection score improves; returns the metrics."""
+    run.model.eval()
+    metrics = validate(run.model, val_entries, seg_config, device)
+    score = selection_score(metrics)
+    if score > run.best["score"]:
+        run.best = {"score": score, "epoch": epoch + 1, **metrics}
+        save_state_dict(run.model.state_dict(), fold_dir / "best.safetensors")
+    return metrics
+
+
 def train_fold(
     data_dir: Path,
     out_dir: Path,
@@ -262,123 +344,53 @@ def train_fold(
     validation cases instead of the centre-stratified fold (e.g. to keep a run's validation cases unseen when its
     cohort grows); every other case trains. ``init_weights`` (a safetensors file, e.g. shipped weights) starts a
     new run from those weights with a fresh optimiser, schedule and best score (fine-tuning); a checkpoint taken
-    up by ``resume`` wins over it."""
-    from hmvnet.segmentation.network import build_model
-
+    up by ``resume`` wins over it. Rank 0 writes ``log.csv`` and its plot ``progress.png`` every epoch."""
     rank, world, device = _setup_distributed()
     fold_dir = out_dir / f"fold{fold}"
     if _is_main():
         fold_dir.mkdir(parents=True, exist_ok=True)
-    entries = build_cache(data_dir, cache_dir, seg_config.preprocess) if _is_main() else {}
-    if dist.is_initialized():
-        dist.barrier()
-        if not _is_main():
-            entries = build_cache(data_dir, cache_dir, seg_config.preprocess)
-    if val_ids is None and resume and (fold_dir / "split.json").is_file():
-        val_ids = json.loads((fold_dir / "split.json").read_text())["val"]  # a resumed run keeps its split
-    if val_ids is None:
-        if not 0 <= fold < cfg.n_folds:
-            raise InputError(f"--fold {fold} is outside 0..{cfg.n_folds - 1}")
-        val_ids = centre_folds(list(entries), cfg.n_folds, cfg.seed)[fold]
-    val_set = set(val_ids)
-    missing = sorted(val_set - set(entries))
-    if missing:
-        raise InputError(f"validation cases not found in {data_dir}: {', '.join(missing[:5])}")
-    train_entries = [entries[c] for c in sorted(entries) if c not in val_set]
-    val_entries = {c: entries[c] for c in sorted(val_set)}
-    if not train_entries:
-        raise InputError(f"fold {fold} leaves no training cases ({len(entries)} cases in {data_dir})")
-    if _is_main():
-        split = {"train": sorted(set(entries) - val_set), "val": sorted(val_set)}
-        write_json(split, fold_dir / "split.json", indent=1)
-
-    _seed_everything(cfg.seed)
-    model = build_model(seg_config.model).to(device)
-    if init_weights is not None:
-        load_init_weights(model, Path(init_weights))
-        log.info("fold %d starts from %s", fold, init_weights)
-    optimiser, scheduler = _make_optimiser(model, cfg)
-    use_amp = device.type == "cuda" and seg_config.inference.amp
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=0.5, lambda_ce=0.5)
-    start_epoch, best = 0, {"score": -1.0}
+    train_entries, val_entries = _split_cases(
+        data_dir, cache_dir, seg_config, cfg, fold, val_ids, fold_dir, resume
+    )
     ckpt_path = fold_dir / "checkpoint_last.pt"
-    if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimiser.load_state_dict(ckpt["optimiser"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, best = ckpt["epoch"] + 1, ckpt["best"]
-        log.info("resumed fold %d from %s at epoch %d", fold, ckpt_path, start_epoch)
-    net: torch.nn.Module = model
-    if dist.is_initialized():
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
+    run = _start_run(seg_config, cfg, device, fold, ckpt_path, resume, init_weights)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=0.5, lambda_ce=0.5)
     transform = train_transforms(seg_config.inference.roi_size, cfg)
     log_path = fold_dir / "log.csv"
     end_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, max_epochs)
-    for epoch in range(start_epoch, end_epoch):
+    for epoch in range(run.start_epoch, end_epoch):
         epoch_seed = cfg.seed * 100_003 + epoch * 1009 + rank
         _seed_everything(epoch_seed)
         transform.set_random_state(seed=epoch_seed % 2**32)
-        per_rank = max(cfg.batch_size, cfg.samples_per_epoch // world)
-        dataset = PatchDataset(train_entries, per_rank, transform, epoch_seed)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            shuffle=False,
-            num_workers=cfg.num_workers,
-            generator=torch.Generator().manual_seed(epoch_seed),
-        )
-        net.train()
-        losses, t0 = [], time.perf_counter()
-        bar = tqdm(
-            loader, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}", disable=not _is_main(), leave=False
-        )
-        for batch in bar:
-            image, label = batch["image"].to(device), batch["label"].to(device)
-            optimiser.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                loss = loss_fn(net(image), label)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-        scheduler.step()
+        loader = _epoch_loader(train_entries, transform, cfg, epoch_seed, world)
+        t0 = time.perf_counter()
+        losses = _train_epoch(run, loader, loss_fn, device, f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": float(np.mean(losses)),
-            "lr": optimiser.param_groups[0]["lr"],
+            "lr": run.optimiser.param_groups[0]["lr"],
             "epoch_s": time.perf_counter() - t0,
         }
         is_last = epoch + 1 == end_epoch
         if _is_main() and val_entries and ((epoch + 1) % cfg.val_every == 0 or is_last):
-            model.eval()
-            metrics = validate(model, val_entries, seg_config, device)
+            metrics = _validate_epoch(run, val_entries, seg_config, device, epoch, fold_dir)
             row.update({f"val_{k}": v for k, v in metrics.items()})
-            score = selection_score(metrics)
-            if score > best["score"]:
-                best = {"score": score, "epoch": epoch + 1, **metrics}
-                save_state_dict(model.state_dict(), fold_dir / "best.safetensors")
         if _is_main():
             _append_csv(log_path, row)
-            log.info(
-                "fold %d %s",
-                fold,
-                " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-            )
+            write_training_curve(log_path, fold_dir / "progress.png", f"fold {fold}")
+            log.info("fold %d %s", fold, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in row.items()))  # fmt: skip
             if (epoch + 1) % cfg.checkpoint_every == 0 or is_last:
-                _save_checkpoint(ckpt_path, model, optimiser, scheduler, scaler, epoch, best)
+                _save_checkpoint(
+                    ckpt_path, run.model, run.optimiser, run.scheduler, run.scaler, epoch, run.best
+                )
         if dist.is_initialized():
             dist.barrier()
-    best["final_sha256"] = state_digest(model)  # type: ignore[assignment]  # best holds metrics and this digest
+    best = run.best
+    best["final_sha256"] = state_digest(run.model)
     if _is_main():
         if not (fold_dir / "best.safetensors").is_file():
-            save_state_dict(model.state_dict(), fold_dir / "best.safetensors")
+            save_state_dict(run.model.state_dict(), fold_dir / "best.safetensors")
         export_weights(
             out_dir, dataclasses.replace(seg_config, train=cfg), fold, fold_dir / "best.safetensors"
         )
@@ -420,30 +432,6 @@ def state_digest(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    """Append ``row`` to the CSV log; a row with new columns (validation epochs) rewrites the header."""
-    rows: list[dict[str, Any]] = []
-    fields = list(row)
-    if path.is_file():
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            rows = list(reader)
-            header = list(reader.fieldnames or [])
-        fields = header + [k for k in row if k not in header]
-        if fields == header:
-            with open(path, "a", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=fields).writerow(row)
-            return
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows([*rows, row])
-
-    write_with(path, write)
 
 
 def _save_checkpoint(path: Path, model, optimiser, scheduler, scaler, epoch: int, best: dict) -> None:
@@ -500,44 +488,38 @@ def build_configs(args: argparse.Namespace) -> tuple[SegmentationConfig, Segment
     return dataclasses.replace(seg, train=train), train
 
 
+RUN_FILES = ("log.csv", "checkpoint_last.pt", "best.safetensors", "best.json", "progress.png")
+"""The files of a fold's run in ``OUT/foldK/``; any of them present means the folder holds a run."""
+
+
+def prepare_run_dirs(out_dir: Path, folds: Sequence[int], resume: bool, overwrite: bool) -> None:
+    """Refuse to train into ``out_dir`` when a requested fold already holds a run, unless ``resume`` (continue
+    it) or ``overwrite`` (its run files are deleted first, so no log rows or weights of the old run survive)."""
+    held = {k: [n for n in RUN_FILES if (out_dir / f"fold{k}" / n).is_file()] for k in folds}
+    held = {k: names for k, names in held.items() if names}
+    if not held or resume:
+        return
+    if not overwrite:
+        listing = "; ".join(f"fold{k}: {', '.join(names)}" for k, names in held.items())
+        raise InputError(
+            f"--out {out_dir} already holds a run ({listing}): give --resume to continue it or --overwrite to "
+            "start afresh (deletes those files)"
+        )
+    for k, names in held.items():
+        for name in names:
+            (out_dir / f"fold{k}" / name).unlink()
+        log.warning("--overwrite: removed the earlier run of fold %d (%s)", k, ", ".join(names))
+
+
 def cli_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hmvnet train-seg", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data", type=Path, required=True, help="HECKTOR 2025 training folder (holding 'Task 1')"
-    )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="output folder: config.json + fold*.safetensors"
-    )
-    parser.add_argument("--fold", type=int, nargs="+", default=[0], help="fold(s) to train (default 0)")
-    parser.add_argument(
-        "--config", type=Path, help="JSON with SegmentationConfig sections and a 'train' section"
-    )
-    parser.add_argument("--cache", type=Path, default=None, help="preprocessing cache (default OUT/cache)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/foldK/checkpoint_last.pt")
-    parser.add_argument(
-        "--init-weights",
-        type=Path,
-        help="start from these weights (e.g. weights/segmentation/fold0.safetensors) with a fresh optimiser and "
-        "schedule: fine-tuning; --resume of an existing checkpoint wins",
-    )
-    parser.add_argument(
-        "--val-split",
-        type=Path,
-        help="split.json of an earlier run: its 'val' cases validate, all other cases train (instead of --fold's)",
-    )
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--samples-per-epoch", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--val-every", type=int)
-    parser.add_argument("--checkpoint-every", type=int)
-    parser.add_argument("--num-workers", type=int)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args(argv)
+    from hmvnet.app.parsers import train_seg_parser
+
+    args = train_seg_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     seg, train = build_configs(args)
+    if _is_main():
+        prepare_run_dirs(args.out, args.fold, args.resume, args.overwrite)
     val_ids = None
     if args.val_split:
         try:

@@ -281,25 +281,10 @@ def _relative(arg: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hmvnet train-survival", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data", type=Path, required=True, help="HECKTOR 2025 folder with Task 2 CSV and images"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output folder (e.g. weights/survival)")
-    parser.add_argument(
-        "--seg-weights",
-        type=Path,
-        required=True,
-        help="segmentation weights folder: its preprocessing is used, and its masks by default",
-    )
-    parser.add_argument("--gt-masks", action="store_true", help="use ground-truth masks from Task 1 instead")
-    parser.add_argument("--config", type=Path, help="JSON with SurvivalConfig sections")
-    parser.add_argument("--cache", type=Path, default=None, help="input cache (default OUT/cache)")
-    parser.add_argument("--max-cases", type=int, default=None, help="use the first N patients (tests)")
-    parser.add_argument("--ablation", type=Path, default=None, help="write the ablation table to this file")
-    parser.add_argument("--truth", type=Path, default=None, help="synth_truth.csv for the oracle C-index")
-    parser.add_argument("--threads", type=int, default=None)
-    return parser
+    """The ``hmvnet train-survival`` parser (built in :mod:`hmvnet.app.parsers`, light for ``--help``)."""
+    from hmvnet.app.parsers import train_survival_parser
+
+    return train_survival_parser()
 
 
 def prepare_samples(args: argparse.Namespace, config: SurvivalConfig) -> list[SurvivalSample]:

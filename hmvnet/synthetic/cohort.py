@@ -12,7 +12,6 @@ index or the number of workers), so the same seed writes identical files.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -924,23 +923,9 @@ def write_gc_case(
 
 
 def cli_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hmvnet synth",
-        description="Synthetic PET/CT head-and-neck phantoms in the HECKTOR 2025 training layout "
-        "(or one case in the grand-challenge layout with --gc-case).",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--seed", type=int, required=True, help="cohort seed (same seed => identical files)")
-    parser.add_argument("--cases", type=int, help="number of cases (training layout)")
-    parser.add_argument(
-        "--start-index", type=int, default=0, help="index of the first case (extends a cohort)"
-    )
-    parser.add_argument("--size", choices=SIZES, default="full", help="full-resolution or small test cases")
-    parser.add_argument("--workers", type=int, default=1, help="processes (one case per task)")
-    parser.add_argument("--gc-case", action="store_true", help="write ONE case in the grand-challenge layout")
-    parser.add_argument(
-        "--truth-out", type=Path, help="with --gc-case: folder for label.nii.gz and truth.json"
-    )
+    from hmvnet.app.parsers import synth_parser
+
+    parser = synth_parser()
     args = parser.parse_args(argv)
     if args.gc_case:
         case = write_gc_case(args.out, args.seed, args.size, args.truth_out)

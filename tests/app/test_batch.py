@@ -59,3 +59,11 @@ def test_shards_split_the_cohort(full_weights, cohort, tmp_path):
 def test_bad_shard(text):
     with pytest.raises(InputError, match="--shard"):
         parse_shard(text)
+
+
+def test_summary_precision():
+    from hmvnet.app.batch import SUMMARY_COLUMNS, rounded
+
+    row = {"case_id": "A", "gtvp_ml": 12.34567, "gtvn_ml": 0.004, "total_s": 12.3456, "risk": -0.48812345678}
+    out = rounded(pd.DataFrame([row], columns=SUMMARY_COLUMNS)).iloc[0]
+    assert (out["gtvp_ml"], out["gtvn_ml"], out["total_s"], out["risk"]) == (12.35, 0.0, 12.3, -0.488123)

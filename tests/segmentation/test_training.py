@@ -35,6 +35,7 @@ def test_train_fold_writes_weights_config_and_log(cohort, tmp_path):
     log = (tmp_path / "run" / "fold0" / "log.csv").read_text().splitlines()
     assert len(log) == 3 and "val_gtvp_dsc" in log[0]
     assert all(len(line.split(",")) == len(log[0].split(",")) for line in log)
+    assert (tmp_path / "run" / "fold0" / "progress.png").read_bytes()[:4] == b"\x89PNG"
     assert 0.0 <= best["score"] <= 1.0
     cached = sorted((tmp_path / "cache").glob("*/*/label.npy"))
     assert len(cached) == 6
@@ -135,3 +136,27 @@ def test_init_weights_start_a_new_run_from_shipped_weights(cohort, tiny_weights,
     with pytest.raises(WeightsError, match="file not found"):
         train_fold(cohort, tmp_path / "r4", TINY, TRAIN, 0, tmp_path / "cache", max_epochs=0,
                    init_weights=tmp_path / "nope.safetensors")  # fmt: skip
+
+
+def test_train_seg_refuses_an_existing_run_unless_resume_or_overwrite(tmp_path):
+    from hmvnet.segmentation.training import prepare_run_dirs
+
+    fold_dir = tmp_path / "fold0"
+    fold_dir.mkdir()
+    (fold_dir / "log.csv").write_text("epoch,train_loss\n1,0.5\n")
+    (fold_dir / "split.json").write_text("{}")
+    prepare_run_dirs(tmp_path, [1], resume=False, overwrite=False)  # another fold: nothing to refuse
+    with pytest.raises(InputError, match=r"already holds a run .*fold0: log.csv.*--resume.*--overwrite"):
+        prepare_run_dirs(tmp_path, [0], resume=False, overwrite=False)
+    prepare_run_dirs(tmp_path, [0], resume=True, overwrite=False)
+    assert (fold_dir / "log.csv").is_file()
+    prepare_run_dirs(tmp_path, [0], resume=False, overwrite=True)
+    assert not (fold_dir / "log.csv").exists() and (fold_dir / "split.json").is_file()
+
+
+def test_train_seg_cli_refusal_is_exit_2(tmp_path):
+    from hmvnet.app.cli import main
+
+    (tmp_path / "out" / "fold0").mkdir(parents=True)
+    (tmp_path / "out" / "fold0" / "checkpoint_last.pt").write_bytes(b"x")
+    assert main(["train-seg", "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
