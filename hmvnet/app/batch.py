@@ -170,6 +170,8 @@ def rounded(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     for column, decimals in SUMMARY_DECIMALS.items():
         out[column] = pd.to_numeric(out[column], errors="coerce").round(decimals)
+    for column in ("n_gtvp", "n_gtvn"):
+        out[column] = pd.to_numeric(out[column], errors="coerce").round().astype("Int64")
     risk = pd.to_numeric(out["risk"], errors="coerce")
     out["risk"] = [float(f"{v:.6g}") if pd.notna(v) else v for v in risk]
     return out

@@ -64,6 +64,9 @@ def test_bad_shard(text):
 def test_summary_precision():
     from hmvnet.app.batch import SUMMARY_COLUMNS, rounded
 
-    row = {"case_id": "A", "gtvp_ml": 12.34567, "gtvn_ml": 0.004, "total_s": 12.3456, "risk": -0.48812345678}
-    out = rounded(pd.DataFrame([row], columns=SUMMARY_COLUMNS)).iloc[0]
+    row = {"case_id": "A", "gtvp_ml": 12.34567, "gtvn_ml": 0.004, "total_s": 12.3456, "risk": -0.48812345678,
+           "n_gtvn": 2.0}  # fmt: skip
+    table = rounded(pd.DataFrame([row, {"case_id": "B", "status": "failed"}], columns=SUMMARY_COLUMNS))
+    out = table.iloc[0]
     assert (out["gtvp_ml"], out["gtvn_ml"], out["total_s"], out["risk"]) == (12.35, 0.0, 12.3, -0.488123)
+    assert table.to_csv(index=False).splitlines()[1].split(",")[7] == "2"  # a count, not "2.0"
