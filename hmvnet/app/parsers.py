@@ -116,7 +116,7 @@ def predict_parser() -> argparse.ArgumentParser:
         "predict",
         "Batch inference over a folder of cases, models loaded once; resumable, shardable.",
         "Writes OUT/<case>/<case>.nii.gz, OUT/<case>/result.json, OUT/summary.csv and, with --qc,\n"
-        "OUT/<case>/qc.png, OUT/<case>/qc_mip.png and OUT/qc.html.",
+        "OUT/<case>/qc.png and OUT/qc.html (see docs/qc.md).",
     )
     parser.add_argument("-i", "--input", type=Path, required=True, help="folder of cases")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")

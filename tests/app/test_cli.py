@@ -115,3 +115,25 @@ def test_missing_weights_error_names_every_location(tmp_path, monkeypatch):
     for where, folder in search_locations():
         assert str(folder) in str(error.value) and where in str(error.value)
     assert len(search_locations()) == 3
+
+
+def test_third_party_info_noise_is_silenced():
+    import logging
+
+    from hmvnet.app.cli import configure_logging
+
+    configure_logging()
+    assert logging.getLogger("numexpr").getEffectiveLevel() == logging.WARNING
+
+
+def test_log_lines_name_their_case(caplog):
+    import logging
+
+    from hmvnet.app.case_log import case_context, install_case_filter
+
+    install_case_filter()
+    with caplog.at_level(logging.INFO), case_context("CHUM-007"):
+        logging.getLogger("hmvnet.test").info("inside")
+    logging.getLogger("hmvnet.test").info("outside")
+    prefixes = [r.case_prefix for r in caplog.records]
+    assert prefixes[0] == "[CHUM-007] " and prefixes[-1] == ""
