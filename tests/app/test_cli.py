@@ -132,8 +132,9 @@ def test_log_lines_name_their_case(caplog):
     from hmvnet.app.case_log import case_context, install_case_filter
 
     install_case_filter()
-    with caplog.at_level(logging.INFO), case_context("CHUM-007"):
-        logging.getLogger("hmvnet.test").info("inside")
-    logging.getLogger("hmvnet.test").info("outside")
+    with caplog.at_level(logging.INFO):
+        with case_context("CHUM-007"):
+            logging.getLogger("hmvnet.test").info("inside")
+        logging.getLogger("hmvnet.test").info("outside")
     prefixes = [r.case_prefix for r in caplog.records]
     assert prefixes[0] == "[CHUM-007] " and prefixes[-1] == ""
