@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from hmvnet.data.clinical_record import ClinicalRecord, read_ehr
+from hmvnet.data.safe_read import check_image_file, itk_reason, plausible_ct
 from hmvnet.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class Case:
     clinical: ClinicalRecord = field(default_factory=ClinicalRecord)
     label: sitk.Image | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """Input problems corrected or tolerated while reading (also logged); recorded in the case's result."""
 
 
 def _has_image_suffix(path: Path) -> bool:
@@ -85,20 +88,31 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
-def read_image(path: Path, role: str, pixel_type: int = sitk.sitkFloat32) -> sitk.Image:
+def read_image(
+    path: Path,
+    role: str,
+    pixel_type: int = sitk.sitkFloat32,
+    root: Path | None = None,
+    warnings: list[str] | None = None,
+) -> sitk.Image:
     """Read a 3-D scalar image (file or DICOM folder), check it and cast it to ``pixel_type``.
 
-    Rejects unreadable/truncated files, 2-D or 4-D images, multi-component images and empty images; cleans up
-    to :data:`MAX_NONFINITE_FRACTION` of non-finite voxels (logged) and rejects more.
+    A file is first checked without reading its voxels (:func:`hmvnet.data.safe_read.check_image_file`: claimed
+    size, file-size plausibility, external data files, symlinks staying inside ``root``). Rejects unreadable or
+    truncated files, 2-D or 4-D images, multi-component images and empty images; cleans up to
+    :data:`MAX_NONFINITE_FRACTION` of non-finite voxels (logged) and rejects more. A CT (``role == "CT"``) must
+    hold plausible HU (:func:`~hmvnet.data.safe_read.plausible_ct`); corrections are appended to ``warnings``.
     """
     path = Path(path)
+    if not path.is_dir():
+        check_image_file(path, role, root)
     if path.name.lower().endswith(".gz"):
         _check_gzip(path, role)
     try:
-        image = _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
+        image = _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path.resolve()))
     except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
-        raise InputError(f"{role}: cannot read {path} (unreadable or truncated image: {first_line})") from exc
+        raise InputError(f"{role}: cannot read {path} (unreadable or truncated image: {itk_reason(exc)})") from exc
+    stored_pixel_id = image.GetPixelID()
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
             f"{role}: {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected a scalar image"
@@ -119,6 +133,10 @@ def read_image(path: Path, role: str, pixel_type: int = sitk.sitkFloat32) -> sit
         array = sitk.GetArrayViewFromImage(image)
         if array.min() == array.max():
             raise InputError(f"{role}: {path} is empty: every voxel equals {array.min():g}")
+        if role == "CT":
+            image, note = plausible_ct(image, path, stored_pixel_id)
+            if note and warnings is not None:
+                warnings.append(note)
     return image
 
 
@@ -175,12 +193,14 @@ def read_gc_case(input_dir: Path, case_id: str | None = None) -> Case:
     ct_path = find_image(input_dir / GC_CT_DIR, "CT")
     pet_path = find_image(input_dir / GC_PET_DIR, "PET")
     ehr_path = input_dir / "ehr.json"
+    notes: list[str] = []
     return Case(
         case_id=case_id or input_dir.name,
-        ct=read_image(ct_path, "CT"),
-        pet=read_image(pet_path, "PET"),
+        ct=read_image(ct_path, "CT", root=input_dir, warnings=notes),
+        pet=read_image(pet_path, "PET", root=input_dir),
         clinical=read_ehr(ehr_path),
         sources={"ct": str(ct_path), "pet": str(pet_path), "ehr": str(ehr_path)},
+        warnings=notes,
     )
 
 
@@ -205,13 +225,15 @@ def read_training_case(
             f"{case_dir}: no {case_dir.name}__{'CT' if missing == 'CT' else 'PT'}.nii.gz ({missing})"
         )
     label_path = _training_file(case_dir, "") if with_label else None
+    notes: list[str] = []
     return Case(
         case_id=case_dir.name,
-        ct=read_image(ct_path, "CT"),
-        pet=read_image(pet_path, "PET"),
+        ct=read_image(ct_path, "CT", root=case_dir, warnings=notes),
+        pet=read_image(pet_path, "PET", root=case_dir),
         clinical=clinical or ClinicalRecord(),
         label=read_label(label_path) if label_path else None,
         sources={"ct": str(ct_path), "pet": str(pet_path), "label": str(label_path or "")},
+        warnings=notes,
     )
 
 
@@ -220,12 +242,14 @@ def read_pair(
 ) -> Case:
     """Read an explicit CT/PET pair (files or DICOM series folders)."""
     ct_path, pet_path = Path(ct_path), Path(pet_path)
+    notes: list[str] = []
     return Case(
         case_id=case_id or ct_path.name.split(".")[0],
-        ct=read_image(ct_path, "CT"),
+        ct=read_image(ct_path, "CT", warnings=notes),
         pet=read_image(pet_path, "PET"),
         clinical=read_ehr(ehr_path) if ehr_path else ClinicalRecord(),
         sources={"ct": str(ct_path), "pet": str(pet_path)},
+        warnings=notes,
     )
 
 
