@@ -6,6 +6,7 @@ all become ``None``. Unknown keys are ignored.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import math
@@ -62,12 +63,22 @@ def is_missing(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in MISSING_STRINGS
 
 
+MAX_NUMBER_CHARS = 32
+"""A clinical number longer than this (as text) is not a clinical value: treated as missing."""
+MAX_EHR_BYTES = 1 << 20
+"""An ehr.json larger than 1 MiB is not read (a real one is a few hundred bytes)."""
+
+
 def _number(value: Any) -> float | None:
     if is_missing(value) or isinstance(value, bool):
         return None if not isinstance(value, bool) else float(value)
+    if isinstance(value, int) and value.bit_length() > 128:
+        return None
+    if isinstance(value, str) and len(value.strip()) > MAX_NUMBER_CHARS:
+        return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 
@@ -133,6 +144,10 @@ def parse_ehr_text(text: str, source: str = "ehr.json") -> ClinicalRecord:
     except json.JSONDecodeError as exc:
         log.warning("%s is not valid JSON (%s): clinical variables treated as missing", source, exc)
         return ClinicalRecord()
+    except (RecursionError, ValueError) as exc:  # 100 000-deep nesting; an integer of > 4300 digits
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        log.warning("%s cannot be parsed (%s): clinical variables ignored", source, reason)
+        return ClinicalRecord()
     if not isinstance(data, dict):
         log.warning(
             "%s holds a %s, expected a JSON object: clinical variables treated as missing",
@@ -149,8 +164,37 @@ def read_ehr(path: Path | None) -> ClinicalRecord:
         log.warning("no ehr.json at %s: clinical variables treated as missing", path)
         return ClinicalRecord()
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        if Path(path).stat().st_size > MAX_EHR_BYTES:
+            log.warning("%s is larger than %d bytes: clinical variables ignored", path, MAX_EHR_BYTES)
+            return ClinicalRecord()
+        raw = Path(path).read_bytes()
     except OSError as exc:
         log.warning("cannot read %s (%s): clinical variables treated as missing", path, exc)
         return ClinicalRecord()
-    return parse_ehr_text(text, str(path))
+    return parse_ehr_text(decode_json_bytes(raw), str(path))
+
+
+def decode_json_bytes(raw: bytes) -> str:
+    """Decode JSON bytes by their BOM (UTF-8, UTF-16/32 LE/BE) or, without one, by the zero-byte pattern of the
+    first four bytes (RFC 4627 section 3); undecodable bytes become U+FFFD."""
+    for bom, encoding in (
+        (codecs.BOM_UTF32_LE, "utf-32-le"),
+        (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
+        if raw.startswith(bom):
+            return raw[len(bom) :].decode(encoding, errors="replace")
+    head = raw[:4]
+    if len(head) == 4 and head[1:] == b"\0\0\0":
+        encoding = "utf-32-le"
+    elif len(head) == 4 and head[:3] == b"\0\0\0":
+        encoding = "utf-32-be"
+    elif len(head) >= 2 and head[1] == 0 and head[0] != 0:
+        encoding = "utf-16-le"
+    elif len(head) >= 2 and head[0] == 0 and head[1] != 0:
+        encoding = "utf-16-be"
+    else:
+        encoding = "utf-8"
+    return raw.decode(encoding, errors="replace")

@@ -216,3 +216,24 @@ def test_dicom_series_folder(tmp_path):
     np.testing.assert_allclose(image.GetOrigin(), volume.GetOrigin(), atol=1e-3)
     np.testing.assert_allclose(image.GetDirection(), volume.GetDirection(), atol=1e-6)
     np.testing.assert_allclose(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(volume), atol=1e-3)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_ehr_json_decoded_by_bom_or_encoding(tmp_path, encoding):
+    path = tmp_path / "ehr.json"
+    path.write_bytes(json.dumps({"Age": 64, "Gender": "Male"}).encode(encoding))
+    record = read_ehr(path)
+    assert record.age == 64 and record.gender == 1
+
+
+def test_ehr_json_deep_nesting_and_huge_numbers_are_ignored_with_a_warning(tmp_path, caplog):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert read_ehr(deep) == ClinicalRecord()
+    assert "nested too deeply" in caplog.text
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"Age": ' + "9" * 5001 + ', "Gender": 1}')
+    assert read_ehr(huge) == ClinicalRecord()
+    huge_str = tmp_path / "huge_str.json"
+    huge_str.write_text(json.dumps({"Age": "9" * 5001, "Gender": 1}))
+    assert read_ehr(huge_str) == ClinicalRecord(gender=1)
