@@ -278,6 +278,12 @@ class RadiomicsConfig:
     gtvn_label: int = Label.GTVN
     min_component_mm3: float = 10.0
     """Components smaller than this (mm³) are not counted in count_gtvp / count_gtvn."""
+    max_grey_levels: int = 256
+    """Most bins of one (variant, modality) extraction: a wider range (pathological intensities) widens the bin
+    to ``range / (max_grey_levels - 2)`` with a warning, which bounds GLCM/GLSZM memory (Ng² per angle)."""
+    max_mask_voxels: int = 2_000_000
+    """Variants with more voxels (2 l at 1 mm³; real lesions plus dilations stay under 0.5 l) get NaN features
+    with a warning instead of minutes of GLRLM/GLSZM work."""
 
     def __post_init__(self) -> None:
         if not (self.ct_bin_width > 0 and self.pet_bin_width > 0 and self.reference_body_suv > 0):
@@ -289,6 +295,11 @@ class RadiomicsConfig:
             raise ValueError(
                 "RadiomicsConfig: expected workers >= 1, margin_voxels >= 0, min_mask_voxels >= 1, got "
                 f"{self.workers}, {self.margin_voxels}, {self.min_mask_voxels}"
+            )
+        if self.max_grey_levels < 8 or self.max_mask_voxels < self.min_mask_voxels:
+            raise ValueError(
+                "RadiomicsConfig: expected max_grey_levels >= 8 and max_mask_voxels >= min_mask_voxels, got "
+                f"{self.max_grey_levels}, {self.max_mask_voxels}"
             )
 
 

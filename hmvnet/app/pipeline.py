@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from hmvnet import Label
+from hmvnet.app import guards
 from hmvnet.app.case_log import case_context
 from hmvnet.app.parsers import default_outputs, process_parser
 from hmvnet.data.cases import Case, read_gc_case
@@ -35,6 +36,10 @@ OUTPUT_PROFILES: dict[str, tuple[Path | None, bool]] = {
 }
 
 
+_OUTPUT_FILES = (SEG_2025, SEG_2026, RFS_JSON)
+"""Every file a profile can write: all removed at the start of a run, whichever profile runs."""
+
+
 class Pipeline:
     """Segmentation and survival models, loaded once from a weights folder."""
 
@@ -42,6 +47,8 @@ class Pipeline:
         self.segmenter = segmenter
         self.survival = survival
         self.weights_dir = weights_dir
+        self.case_budget_s = guards.case_budget_s()
+        """Seconds from the start of a case by which its outputs are written (``$HMVNET_CASE_BUDGET_S``)."""
 
     @classmethod
     def load(
@@ -71,9 +78,18 @@ class Pipeline:
         return cls(segmenter, predictor, folder)
 
     def run(
-        self, case: Case, output_dir: Path, outputs: str = "both", segmentation_path: Path | None = None
+        self,
+        case: Case,
+        output_dir: Path,
+        outputs: str = "both",
+        segmentation_path: Path | None = None,
+        deadline: float | None = None,
     ) -> dict[str, Any]:
-        """Process one case already read; write the outputs of the ``outputs`` profile into ``output_dir``."""
+        """Process one case already read; write the outputs of the ``outputs`` profile into ``output_dir``.
+
+        Earlier outputs in ``output_dir`` are removed first. ``deadline`` (``time.perf_counter()`` seconds; default
+        now + :attr:`case_budget_s`) bounds the survival step: past it, or on a MemoryError there, the risk is
+        :func:`hmvnet.app.guards.fallback_risk` and ``result["risk_source"]`` says so."""
         if outputs not in OUTPUT_PROFILES:
             raise InputError(
                 f"unknown outputs profile {outputs!r}; expected one of {sorted(OUTPUT_PROFILES)}"
@@ -81,7 +97,13 @@ class Pipeline:
         seg_rel, want_risk = OUTPUT_PROFILES[outputs]
         if want_risk and self.survival is None:
             raise WeightsError(f"outputs={outputs!r} needs the survival model, which was not loaded")
+        guards.clear_outputs(output_dir, [*_OUTPUT_FILES, *([segmentation_path] if segmentation_path else [])])
+        deadline = deadline if deadline is not None else time.perf_counter() + self.case_budget_s
         result: dict[str, Any] = {"case_id": case.case_id}
+        overlap = guards.overlap_warning(case.ct, case.pet, self.segmenter.config.preprocess.crop_size_mm)
+        if overlap:
+            log.warning("%s: %s", case.case_id, overlap)
+        result["warnings"] = [*case.warnings, *([overlap] if overlap else [])]
         seg = self.segmenter(case)
         result.update(seg.timings)
         labels = sitk.GetArrayViewFromImage(seg.label)
@@ -92,23 +114,43 @@ class Pipeline:
             path = segmentation_path or Path(output_dir) / seg_rel  # type: ignore[operator]  # seg_rel set here
             result["segmentation"] = str(write_label(seg.label, path, reference=case.ct))
         if want_risk:
-            start = time.perf_counter()
-            assert self.survival is not None  # checked at the top
-            risk = float(self.survival.predict_risk(case, seg))
-            if not np.isfinite(risk):
-                raise RuntimeError(f"survival model returned a non-finite risk for {case.case_id}")
-            result["survival_s"] = time.perf_counter() - start
-            result["risk"] = risk
-            result["rfs"] = str(write_json(risk, Path(output_dir) / RFS_JSON))
+            result.update(self._risk(case, seg, deadline, result["gtvp_ml"], result["gtvn_ml"]))
+            result["rfs"] = str(write_json(result["risk"], Path(output_dir) / RFS_JSON))
         return result
+
+    def _risk(self, case: Case, seg: Any, deadline: float, gtvp_ml: float, gtvn_ml: float) -> dict[str, Any]:
+        """The survival model's risk within the time left before ``deadline``, else the fallback risk."""
+        start = time.perf_counter()
+        survival = self.survival
+        assert survival is not None  # checked by run()
+        seconds = deadline - start - guards.SURVIVAL_RESERVE_S
+        risk, error, timed_out = guards.run_within(lambda: survival.predict_risk(case, seg), seconds)
+        reason = None
+        if timed_out:
+            reason = f"the survival model did not finish within the case budget ({seconds:.0f} s left)"
+        elif isinstance(error, MemoryError):
+            reason = "the survival model ran out of memory"
+        elif error is not None:
+            raise error
+        out: dict[str, Any] = {"survival_s": time.perf_counter() - start, "risk_source": "model"}
+        if reason is None:
+            out["risk"] = float(risk)  # type: ignore[arg-type]  # set when neither timed out nor failed
+            if not np.isfinite(out["risk"]):
+                raise RuntimeError(f"survival model returned a non-finite risk for {case.case_id}")
+            return out
+        out["risk"] = guards.fallback_risk(gtvp_ml, gtvn_ml)
+        out["risk_source"] = f"fallback log(1 + GTV ml): {reason}"
+        log.warning("%s: %s; risk = log(1 + GTVp + GTVn ml) = %.3f instead", case.case_id, reason, out["risk"])
+        return out
 
     def process_case(self, input_dir: Path, output_dir: Path, outputs: str = "both") -> dict[str, Any]:
         """Read the grand-challenge layout in ``input_dir`` and write the outputs into ``output_dir``."""
         start = time.perf_counter()
+        guards.clear_outputs(output_dir, _OUTPUT_FILES)  # a failing read must not leave earlier outputs
         case = read_gc_case(Path(input_dir))
         read_s = time.perf_counter() - start
         with case_context(case.case_id):
-            result = self.run(case, output_dir, outputs)
+            result = self.run(case, output_dir, outputs, deadline=start + self.case_budget_s)
             result["read_s"] = read_s
             result["total_s"] = time.perf_counter() - start
             self._log_done(result)
@@ -127,8 +169,12 @@ def cli_main(argv: list[str]) -> int:
     args.outputs = args.outputs or default_outputs()
     start = time.perf_counter()
     survival = OUTPUT_PROFILES[args.outputs][1]
+    guards.check_output_writable(args.output)  # before minutes of model loading and processing
     pipeline = Pipeline.load(args.weights, args.device, survival, folds=args.folds, tta=args.tta)
-    result = pipeline.process_case(args.input, args.output, args.outputs)
+    try:
+        result = pipeline.process_case(args.input, args.output, args.outputs)
+    except OSError as exc:  # a full or vanished output folder: one line, exit 2
+        raise InputError(f"cannot write {exc.filename or args.output}: {exc.strerror or exc}") from exc
     log.info(
         "done in %.1f s (model loading included); outputs in %s", time.perf_counter() - start, args.output
     )

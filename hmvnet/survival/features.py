@@ -69,6 +69,7 @@ FEATURES_PER_MASK = 93
 COUNT_NAMES: tuple[str, ...] = ("count_gtvp", "count_gtvn")
 
 _LOGGER_NAME = "radiomics"
+log = logging.getLogger(__name__)
 
 
 def _class_feature_names() -> dict[str, tuple[str, ...]]:
@@ -284,18 +285,40 @@ def extract_features(
     for name, mask in variants.items():
         if not mask_is_extractable(mask, config.min_mask_voxels):
             continue
+        if int(np.count_nonzero(mask)) > config.max_mask_voxels:
+            log.warning("radiomics: variant %s has %d voxels > max_mask_voxels=%d: its features are NaN",
+                        name, int(np.count_nonzero(mask)), config.max_mask_voxels)  # fmt: skip
+            continue
         # Each job gets only its mask's box (+ margin): less to send to a worker and for pyradiomics to scan.
         box = _grow(bounding_box(mask), config.margin_voxels, mask.shape)
         for modality, image, width in (
             ("CT", ct_c, config.ct_bin_width),
             ("PET", pet_c, config.pet_bin_width),
         ):
+            width = bounded_bin_width(image[box][mask[box]], width, config.max_grey_levels, f"{name}_{modality}")
             jobs.append((f"{name}_{modality}", image[box], mask[box], width, int(np.count_nonzero(mask))))
     # Largest masks first, so the pool does not finish on one long job.
     jobs.sort(key=lambda job: -job[4])
     for prefix, values in _run_jobs(jobs, spacing, config.workers, executor):
         out[[f"{prefix}_{k}" for k in MASK_FEATURE_NAMES]] = [values[k] for k in MASK_FEATURE_NAMES]
     return out
+
+
+def bounded_bin_width(values: np.ndarray, width: float, max_levels: int, what: str = "") -> float:
+    """``width``, or the width that keeps the pyradiomics bins (aligned to multiples of the width) of ``values``
+    at most ``max_levels`` (logged); a non-finite range keeps ``width`` (pyradiomics then fails on its own)."""
+    if values.size == 0:
+        return width
+    low, high = float(values.min()), float(values.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return width
+    levels = math.floor(high / width) - math.floor(low / width) + 1
+    if levels <= max_levels:
+        return width
+    wider = (high - low) / (max_levels - 2)
+    log.warning("radiomics %s: range %g..%g needs %d bins of %g; bin width widened to %g (max_grey_levels=%d)",
+                what, low, high, levels, width, wider, max_levels)  # fmt: skip
+    return float(wider)
 
 
 def _run_jobs(

@@ -182,3 +182,25 @@ def test_images_on_different_grids_are_rejected(case):
 def test_config_rejects_impossible_settings(bad):
     with pytest.raises(ValueError, match="RadiomicsConfig"):
         F.RadiomicsConfig(**bad)
+
+
+def test_bin_width_is_widened_to_bound_the_grey_levels():
+    values = np.array([0.0, 1000.0], dtype=np.float32)
+    assert F.bounded_bin_width(values, 25.0, 256) == 25.0  # 41 bins
+    wide = F.bounded_bin_width(values, 0.25, 256)  # would be 4001 bins
+    assert np.floor(1000.0 / wide) - np.floor(0.0) + 1 <= 256
+
+
+def test_pathological_intensities_and_huge_masks_stay_bounded(case, caplog):
+    ct, pet, label = case
+    # PET spanning 0..1e6 suv_eq in the lesion: 4 million bins of 0.25 without the bound (GLCM MemoryError)
+    pet_arr = sitk.GetArrayFromImage(pet)
+    lesion = sitk.GetArrayViewFromImage(label) > 0
+    pet_arr[lesion] = np.linspace(0, 1e6, int(lesion.sum()), dtype=np.float32)
+    wild = _image(pet_arr)
+    out = F.extract_features(ct, wild, label, F.RadiomicsConfig(workers=1, max_mask_voxels=1000, max_grey_levels=64))
+    assert "bin width widened" in caplog.text
+    assert "max_mask_voxels=1000" in caplog.text
+    big = [v for v in VARIANT_NAMES if out[[n for n in F.FEATURE_NAMES if n.startswith(f"{v}_")]].isna().all()]
+    assert big  # the large dilations are NaN, not minutes of work
+    assert out.notna().sum() > len(F.COUNT_NAMES)
