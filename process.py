@@ -7,7 +7,11 @@ The outputs profile can also be set with the environment variable HMVNET_OUTPUTS
 HMVNET_WEIGHTS (default: /opt/ml/model when it holds weights, else weights/ next to this file).
 """
 
+import os
 import sys
+
+# matplotlib (pulled in by some dependencies) must not write into $HOME/.config or $HOME/.cache of the host
+os.environ.setdefault("MPLCONFIGDIR", "/tmp/hmvnet-matplotlib")
 
 from hmvnet.app.cli import configure_logging, run_cli
 from hmvnet.app.pipeline import cli_main
