@@ -10,7 +10,9 @@ import numpy as np
 import SimpleITK as sitk
 
 
-def meta_header(size: tuple[int, ...], data_file: str = "LOCAL", element: str = "MET_SHORT", **extra: str) -> str:
+def meta_header(
+    size: tuple[int, ...], data_file: str = "LOCAL", element: str = "MET_SHORT", **extra: str
+) -> str:
     fields = {
         "ObjectType": "Image",
         "NDims": str(len(size)),
@@ -28,7 +30,9 @@ def meta_header(size: tuple[int, ...], data_file: str = "LOCAL", element: str = 
     return "".join(f"{k} = {v}\n" for k, v in fields.items())
 
 
-def compressed_bomb(path: Path, size: tuple[int, int, int] = (800, 800, 600), stream_bytes: int = 4096) -> Path:
+def compressed_bomb(
+    path: Path, size: tuple[int, int, int] = (800, 800, 600), stream_bytes: int = 4096
+) -> Path:
     """A MetaImage claiming ``size`` int16 voxels with only a short compressed stream (ITK zero-fills the rest)."""
     stream = zlib.compress(b"\0" * (stream_bytes * 1000))[:stream_bytes]
     header = meta_header(size, CompressedData="True", CompressedDataSize=str(len(stream)))

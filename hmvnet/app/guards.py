@@ -109,7 +109,9 @@ def clear_outputs(output_dir: Path, relative_paths: Iterable[Path]) -> list[Path
                 candidate.unlink()
                 removed.append(candidate)
     if removed:
-        log.info("removed %d output(s) of an earlier run: %s", len(removed), ", ".join(str(p) for p in removed))
+        log.info(
+            "removed %d output(s) of an earlier run: %s", len(removed), ", ".join(str(p) for p in removed)
+        )
     return removed
 
 

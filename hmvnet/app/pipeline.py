@@ -97,7 +97,9 @@ class Pipeline:
         seg_rel, want_risk = OUTPUT_PROFILES[outputs]
         if want_risk and self.survival is None:
             raise WeightsError(f"outputs={outputs!r} needs the survival model, which was not loaded")
-        guards.clear_outputs(output_dir, [*_OUTPUT_FILES, *([segmentation_path] if segmentation_path else [])])
+        guards.clear_outputs(
+            output_dir, [*_OUTPUT_FILES, *([segmentation_path] if segmentation_path else [])]
+        )
         deadline = deadline if deadline is not None else time.perf_counter() + self.case_budget_s
         result: dict[str, Any] = {"case_id": case.case_id}
         overlap = guards.overlap_warning(case.ct, case.pet, self.segmenter.config.preprocess.crop_size_mm)
@@ -140,7 +142,9 @@ class Pipeline:
             return out
         out["risk"] = guards.fallback_risk(gtvp_ml, gtvn_ml)
         out["risk_source"] = f"fallback log(1 + GTV ml): {reason}"
-        log.warning("%s: %s; risk = log(1 + GTVp + GTVn ml) = %.3f instead", case.case_id, reason, out["risk"])
+        log.warning(
+            "%s: %s; risk = log(1 + GTVp + GTVn ml) = %.3f instead", case.case_id, reason, out["risk"]
+        )
         return out
 
     def process_case(self, input_dir: Path, output_dir: Path, outputs: str = "both") -> dict[str, Any]:

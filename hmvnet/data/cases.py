@@ -111,7 +111,9 @@ def read_image(
     try:
         image = _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path.resolve()))
     except RuntimeError as exc:
-        raise InputError(f"{role}: cannot read {path} (unreadable or truncated image: {itk_reason(exc)})") from exc
+        raise InputError(
+            f"{role}: cannot read {path} (unreadable or truncated image: {itk_reason(exc)})"
+        ) from exc
     stored_pixel_id = image.GetPixelID()
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(

@@ -48,7 +48,12 @@ CT_MAX_HU = 40000.0
 """Beyond these no CT value is Hounsfield units (metal implants reach about 30 000 HU in extended-range CT)."""
 
 _META_SUFFIXES = (".mha", ".mhd")
-_COMPRESSED_SUFFIXES = (".gz", ".nrrd", ".tif", ".tiff")  # nrrd/tiff may be compressed: use the compressed rule
+_COMPRESSED_SUFFIXES = (
+    ".gz",
+    ".nrrd",
+    ".tif",
+    ".tiff",
+)  # nrrd/tiff may be compressed: use the compressed rule
 
 
 def resolve_inside(path: Path, root: Path | None, role: str) -> Path:
@@ -86,7 +91,9 @@ def _meta_header(path: Path, role: str) -> dict[str, str]:
         fields[key] = value
         if key == "ElementDataFile":
             return fields
-    raise InputError(f"{role}: cannot read {path} (no ElementDataFile line in its first 64 KiB: not a MetaImage)")
+    raise InputError(
+        f"{role}: cannot read {path} (no ElementDataFile line in its first 64 KiB: not a MetaImage)"
+    )
 
 
 def check_meta_data_file(path: Path, role: str) -> Path | None:
@@ -132,7 +139,9 @@ def itk_reason(exc: BaseException) -> str:
     ``Description:`` line, with the object address dropped and a printed matrix joined onto one line; else the
     last line."""
     text = str(exc).strip()
-    match = re.search(r"ITK ERROR: [^:]*:\s*(.*)", text, re.S) or re.search(r"Description:\s*(.*)", text, re.S)
+    match = re.search(r"ITK ERROR: [^:]*:\s*(.*)", text, re.S) or re.search(
+        r"Description:\s*(.*)", text, re.S
+    )
     if match:
         return " ".join(match.group(1).split()) or "unknown reader error"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -158,7 +167,8 @@ def check_image_file(path: Path, role: str, root: Path | None = None) -> None:
         )
     file_bytes = os.stat(data_path or resolved).st_size
     compressed = name.endswith(_COMPRESSED_SUFFIXES) or (
-        name.endswith(_META_SUFFIXES) and _meta_header(resolved, role).get("CompressedData", "").lower() == "true"
+        name.endswith(_META_SUFFIXES)
+        and _meta_header(resolved, role).get("CompressedData", "").lower() == "true"
     )
     if compressed:
         if file_bytes * MAX_COMPRESSION_RATIO < claimed_bytes:
@@ -187,7 +197,9 @@ def plausible_ct(image: sitk.Image, path: Path, stored_pixel_id: int) -> tuple[s
     p_low = float(np.percentile(array[:: max(1, array.shape[0] // 32)], 0.5))
     summary = f"CT: {path} holds {sitk.GetPixelIDValueAsString(stored_pixel_id)} values {low:g}..{high:g}"
     if stored_pixel_id in (sitk.sitkUInt8, sitk.sitkInt8):
-        raise InputError(f"{summary}: 8-bit values cannot be Hounsfield units; expected a signed or float CT in HU")
+        raise InputError(
+            f"{summary}: 8-bit values cannot be Hounsfield units; expected a signed or float CT in HU"
+        )
     if stored_pixel_id in (sitk.sitkUInt16, sitk.sitkUInt32) and low >= 0:
         if p_low < 200 and high > 1000:
             note = f"{summary}: read as HU + {CT_UNSIGNED_OFFSET:g} stored without rescale, shifted by -{CT_UNSIGNED_OFFSET:g}"
@@ -198,9 +210,7 @@ def plausible_ct(image: sitk.Image, path: Path, stored_pixel_id: int) -> tuple[s
             "expected a signed or float CT in HU"
         )
     if low < CT_MIN_HU or high > CT_MAX_HU:
-        raise InputError(
-            f"{summary}: outside [{CT_MIN_HU:g}, {CT_MAX_HU:g}]; these are not Hounsfield units"
-        )
+        raise InputError(f"{summary}: outside [{CT_MIN_HU:g}, {CT_MAX_HU:g}]; these are not Hounsfield units")
     if p_low > CT_AIR_MAX_HU:
         note = f"{summary}: no air (0.5th percentile {p_low:g} > {CT_AIR_MAX_HU:g} HU); check the CT is in HU"
         log.warning("%s", note)

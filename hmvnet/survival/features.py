@@ -295,7 +295,9 @@ def extract_features(
             ("CT", ct_c, config.ct_bin_width),
             ("PET", pet_c, config.pet_bin_width),
         ):
-            width = bounded_bin_width(image[box][mask[box]], width, config.max_grey_levels, f"{name}_{modality}")
+            width = bounded_bin_width(
+                image[box][mask[box]], width, config.max_grey_levels, f"{name}_{modality}"
+            )
             jobs.append((f"{name}_{modality}", image[box], mask[box], width, int(np.count_nonzero(mask))))
     # Largest masks first, so the pool does not finish on one long job.
     jobs.sort(key=lambda job: -job[4])

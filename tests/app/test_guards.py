@@ -64,7 +64,9 @@ def test_bogus_hmvnet_outputs_is_one_line_exit_2(tmp_path):
 def test_output_that_is_not_a_folder_is_reported_before_loading_models(gc_input, tmp_path):
     blocker = tmp_path / "out"
     blocker.write_text("a file, not a folder")
-    run = _process({}, "--input", str(gc_input), "--output", str(blocker), "--weights", str(tmp_path / "none"))
+    run = _process(
+        {}, "--input", str(gc_input), "--output", str(blocker), "--weights", str(tmp_path / "none")
+    )
     assert run.returncode == 2, run.stderr
     assert "is not writable" in run.stderr and "weights" not in run.stderr.lower()
     assert "Traceback" not in run.stderr

@@ -48,7 +48,7 @@ def test_header_only_bomb_refused_by_claimed_size(tmp_path):
 
 def test_small_uncompressed_claim_with_missing_voxels_is_truncated(tmp_path):
     path = header_only_bomb(tmp_path / "short.mha", size=(64, 64, 64))
-    with pytest.raises(InputError, match="truncated: .* fewer than the 524,288 bytes"):
+    with pytest.raises(InputError, match=r"truncated: .* fewer than the 524,288 bytes"):
         check_image_file(path, "PET")
 
 

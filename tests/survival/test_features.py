@@ -198,9 +198,13 @@ def test_pathological_intensities_and_huge_masks_stay_bounded(case, caplog):
     lesion = sitk.GetArrayViewFromImage(label) > 0
     pet_arr[lesion] = np.linspace(0, 1e6, int(lesion.sum()), dtype=np.float32)
     wild = _image(pet_arr)
-    out = F.extract_features(ct, wild, label, F.RadiomicsConfig(workers=1, max_mask_voxels=1000, max_grey_levels=64))
+    out = F.extract_features(
+        ct, wild, label, F.RadiomicsConfig(workers=1, max_mask_voxels=1000, max_grey_levels=64)
+    )
     assert "bin width widened" in caplog.text
     assert "max_mask_voxels=1000" in caplog.text
-    big = [v for v in VARIANT_NAMES if out[[n for n in F.FEATURE_NAMES if n.startswith(f"{v}_")]].isna().all()]
+    big = [
+        v for v in VARIANT_NAMES if out[[n for n in F.FEATURE_NAMES if n.startswith(f"{v}_")]].isna().all()
+    ]
     assert big  # the large dilations are NaN, not minutes of work
     assert out.notna().sum() > len(F.COUNT_NAMES)
