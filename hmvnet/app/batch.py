@@ -31,11 +31,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from hmvnet import Label
+from hmvnet.app import guards
 from hmvnet.app.case_log import case_context
-from hmvnet.data.cases import Case, discover_cases, read_case
+from hmvnet.data.cases import Case, detect_layout, discover_cases, read_case
 from hmvnet.data.clinical_record import ClinicalRecord
 from hmvnet.data.task2 import clinical_records, find_table, read_table
-from hmvnet.data.writers import write_json, write_text, write_with
+from hmvnet.data.writers import json_ready, write_json, write_text, write_with
 from hmvnet.errors import InputError
 from hmvnet.survival.masks import count_components
 
@@ -45,6 +46,8 @@ SUMMARY_COLUMNS = [
     "case_id", "status", "error", "risk", "gtvp_ml", "gtvn_ml", "n_gtvp", "n_gtvn",
     "read_s", "preprocess_s", "inference_s", "postprocess_s", "survival_s", "total_s", "mask", "qc_png",
 ]  # fmt: skip
+RESULT_EXTRA = ("mask_bytes", "mask_sha256", "warnings", "risk_source")
+"""Kept in result.json beyond the summary columns (the mask's size and sha256 are checked on resume)."""
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -66,13 +69,48 @@ def load_clinical_table(root: Path) -> dict[str, ClinicalRecord]:
 
 
 def _is_done(case_dir: Path) -> bool:
+    """A finished case: result.json says "ok" and its mask still has the recorded size and sha256."""
     path = case_dir / "result.json"
     if not path.is_file():
         return False
     try:
-        return json.loads(path.read_text()).get("status") == "ok"
-    except json.JSONDecodeError:
+        result = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return False
+    if not isinstance(result, dict) or result.get("status") != "ok":
+        return False
+    mask = case_dir.parent / str(result.get("mask", ""))
+    if not result.get("mask_sha256") or not mask.is_file():
+        log.warning("%s: result.json says ok but its mask is missing or unrecorded: redone", case_dir.name)
+        return False
+    if guards.file_digest(mask) != {"bytes": result.get("mask_bytes"), "sha256": result["mask_sha256"]}:
+        log.warning(
+            "%s: %s differs from the size/sha256 in result.json (truncated?): redone", case_dir.name, mask
+        )
+        return False
+    return True
+
+
+def skipped_folders(input_dir: Path, cases: list[Path]) -> list[dict[str, str]]:
+    """Every visible sub-folder of the case root that is not a case, with the reason (logged)."""
+    root = Path(input_dir)
+    for task in ("Task 1", "Task 2"):
+        if (root / task).is_dir():
+            root = root / task
+            break
+    found = {c.resolve() for c in cases}
+    rows = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if sub.resolve() in found:
+            continue
+        try:
+            detect_layout(sub)
+            reason = "not a case folder"
+        except InputError as exc:
+            reason = str(exc)
+        log.warning("skipped %s: %s", sub.name, reason)
+        rows.append({"case_id": sub.name, "status": "skipped", "error": reason})
+    return rows
 
 
 def predict_cohort(
@@ -93,6 +131,9 @@ def predict_cohort(
         raise InputError(
             f"no cases found under {input_dir} (expected HECKTOR, grand-challenge or DICOM layouts)"
         )
+    skipped = skipped_folders(input_dir, cases)
+    if output_dir.is_dir():
+        guards.remove_orphan_partials(output_dir)
     k, n = shard
     mine = cases[k::n]
     clinical = load_clinical_table(input_dir)
@@ -119,7 +160,7 @@ def predict_cohort(
     if todo:
         log.info("%d cases in %.1f s this run: %.0f cases/hour (model loading excluded)",
                  len(todo), seconds, 3600 * len(todo) / seconds)  # fmt: skip
-    return write_summary(output_dir, qc)
+    return write_summary(output_dir, qc, skipped)
 
 
 def _run_one(
@@ -127,6 +168,7 @@ def _run_one(
 ) -> None:
     case_dir = output_dir / folder.name
     case_dir.mkdir(parents=True, exist_ok=True)
+    guards.clear_outputs(case_dir, [Path(f"{folder.name}.{mask_format}"), Path("qc.png"), Path("error.txt")])
     row: dict[str, Any] = {"case_id": folder.name}
     start = time.perf_counter()
     try:
@@ -138,6 +180,8 @@ def _run_one(
         result.pop("rfs", None)
         row.update(result)
         row["mask"] = str(mask_path.relative_to(output_dir))
+        digest = guards.file_digest(mask_path)
+        row["mask_bytes"], row["mask_sha256"] = digest["bytes"], digest["sha256"]
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
         spacing = case.ct.GetSpacing()
         row["n_gtvp"] = count_components(labels == Label.GTVP, spacing)
@@ -157,7 +201,8 @@ def _run_one(
         log.error("%s failed: %s", folder.name, row["error"])
     row["total_s"] = time.perf_counter() - start
     row.pop("segmentation", None)
-    write_json({k: v for k, v in row.items() if k in SUMMARY_COLUMNS}, case_dir / "result.json")
+    keep = (*SUMMARY_COLUMNS, *RESULT_EXTRA)
+    write_json(json_ready({k: v for k, v in row.items() if k in keep}), case_dir / "result.json")
 
 
 SUMMARY_DECIMALS = {"gtvp_ml": 2, "gtvn_ml": 2, **{c: 1 for c in SUMMARY_COLUMNS if c.endswith("_s")}}
@@ -177,15 +222,18 @@ def rounded(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_summary(output_dir: Path, qc: bool = False) -> pd.DataFrame:
-    """Rebuild ``summary.csv`` (and ``qc.html``) from every ``<case>/result.json`` under ``output_dir``."""
-    rows = []
+def write_summary(
+    output_dir: Path, qc: bool = False, skipped: list[dict[str, str]] | None = None
+) -> pd.DataFrame:
+    """Rebuild ``summary.csv`` (and ``qc.html``) from every ``<case>/result.json`` under ``output_dir``, plus a
+    "skipped" row (with the reason) for every input folder that is not a case."""
+    rows: list[dict[str, Any]] = []
     for path in sorted(output_dir.glob("*/result.json")):
         try:
             rows.append(json.loads(path.read_text()))
         except json.JSONDecodeError:
             log.warning("%s is not valid JSON: skipped in the summary", path)
-    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    table = pd.DataFrame(rows + list(skipped or []), columns=SUMMARY_COLUMNS)
     write_with(output_dir / "summary.csv", lambda tmp: rounded(table).to_csv(tmp, index=False))
     if qc or (output_dir / "qc.html").is_file():
         from hmvnet.app.qc import write_contact_sheet
@@ -210,7 +258,7 @@ def cli_main(argv: list[str]) -> int:
     table = predict_cohort(pipeline, args.input, args.output, args.outputs, args.mask_format, args.overwrite,
                            shard, args.num_workers, args.qc)  # fmt: skip
     ok = int((table["status"] == "ok").sum())
-    failed = table[table["status"] != "ok"]
+    failed = table[~table["status"].isin(["ok", "skipped"])]
     log.info("%d ok, %d failed; summary: %s", ok, len(failed), args.output / "summary.csv")
     for _, row in failed.iterrows():
         log.error("failed: %s: %s", row["case_id"], row["error"])

@@ -70,3 +70,27 @@ def test_summary_precision():
     out = table.iloc[0]
     assert (out["gtvp_ml"], out["gtvn_ml"], out["total_s"], out["risk"]) == (12.35, 0.0, 12.3, -0.488123)
     assert table.to_csv(index=False).splitlines()[1].split(",")[7] == "2"  # a count, not "2.0"
+
+
+def test_skipped_folders_orphan_partials_and_truncated_masks(full_weights, tmp_path):
+    write_tiny_cohort(tmp_path / "data", n_cases=1, seed=3)
+    task = tmp_path / "data" / "Task 1"
+    (task / "X").mkdir()
+    (task / "X" / "X_CT.nii.gz").write_bytes(b"misnamed")
+    out = tmp_path / "pred"
+    args = ["--input", str(tmp_path / "data"), "--output", str(out), "--weights", str(full_weights),
+            "--outputs", "segmentation", "--device", "cpu"]  # fmt: skip
+    assert cli_main(args) == 0  # a skipped folder is listed, not a failure
+    table = pd.read_csv(out / "summary.csv").set_index("case_id")
+    assert table.loc["X", "status"] == "skipped" and "not a case folder" in table.loc["X", "error"]
+    case = next(c for c in table.index if c != "X")
+    result = json.loads((out / case / "result.json").read_text())
+    mask = out / case / f"{case}.nii.gz"
+    assert result["mask_bytes"] == mask.stat().st_size and len(result["mask_sha256"]) == 64
+    orphan = out / case / f".{case}.nii.gz.x1y2.partial.nii.gz"
+    orphan.write_bytes(b"killed mid-write")
+    mask.write_bytes(mask.read_bytes()[:100])  # truncated after result.json said ok
+    assert cli_main(args) == 0
+    assert not orphan.exists()
+    redone = json.loads((out / case / "result.json").read_text())
+    assert redone["status"] == "ok" and redone["mask_bytes"] == mask.stat().st_size > 100
