@@ -79,7 +79,7 @@ RUN python -c "import hmvnet, torch, monai, radiomics, sksurv, SimpleITK; print(
 FROM app AS serve
 LABEL org.grand-challenge.api-method="invoke"
 EXPOSE 4743
-ENTRYPOINT ["python", "-m", "hmvnet.app.serve", "--port", "4743"]
+ENTRYPOINT ["python", "-m", "hmvnet.app.serve", "--host", "0.0.0.0", "--port", "4743"]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Default: one case per run, /input -> /output (HMVNET_OUTPUTS=segmentation|survival|both|hecktor2026).

@@ -135,7 +135,11 @@ def predict_parser() -> argparse.ArgumentParser:
 def serve_parser() -> argparse.ArgumentParser:
     parser = _parser("serve", "HTTP invoke service: GET /health, POST /invoke (one case per request).")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port")
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; the container passes 0.0.0.0)",
+    )
     add_case_arguments(parser)
     return parser
 
