@@ -316,7 +316,7 @@ def predict_cases(tmp: Path, weights: Path) -> list[Outcome]:
     orphan = case / f".{case.name}.nii.gz.abc.partial.nii.gz"
     orphan.write_bytes(b"killed")
     mask.write_bytes(mask.read_bytes()[:100])
-    rc2, text2, s2, peak2 = run_limited(cmd, PROCESS_AS_BYTES)
+    rc2, _, s2, peak2 = run_limited(cmd, PROCESS_AS_BYTES)
     redone = json.loads((case / "result.json").read_text())
     passed = rc2 == 0 and not orphan.exists() and redone.get("mask_bytes") == mask.stat().st_size > 100
     results.append(Outcome("predict: orphan .partial + truncated mask after ok", passed,
@@ -465,7 +465,7 @@ def main() -> int:
             outcomes += serve_cases(tmp, tmp / "cohort", weights)
     text = table(outcomes)
     n_pass = sum(o.passed for o in outcomes)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (
         f"# Red-team run ({stamp})\n\nMeasured by `PYTHONPATH=. python tests/redteam.py` on {platform.machine()} "
         f"Linux, Python {platform.python_version()}, a 2-core CPU shared with other jobs (times are inflated by the "
