@@ -32,6 +32,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from hmvnet import Label
 from hmvnet.app.case_log import case_context
+from hmvnet.app.profiles import PROFILES
 from hmvnet.data.cases import Case, discover_cases, read_case
 from hmvnet.data.clinical_record import ClinicalRecord
 from hmvnet.data.task2 import clinical_records, find_table, read_table
@@ -42,7 +43,7 @@ from hmvnet.survival.masks import count_components
 log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = [
-    "case_id", "status", "error", "risk", "gtvp_ml", "gtvn_ml", "n_gtvp", "n_gtvn",
+    "case_id", "status", "error", "risk", "rfs_value", "t_stage", "n_stage", "gtvp_ml", "gtvn_ml", "n_gtvp", "n_gtvn",
     "read_s", "preprocess_s", "inference_s", "postprocess_s", "survival_s", "total_s", "mask", "qc_png",
 ]  # fmt: skip
 
@@ -135,7 +136,8 @@ def _run_one(
         row["read_s"] = time.perf_counter() - read_start
         mask_path = case_dir / f"{folder.name}.{mask_format}"
         result = pipeline.run(case, case_dir, outputs, segmentation_path=mask_path)
-        result.pop("rfs", None)
+        for key in ("rfs", "t_stage_json", "n_stage_json"):
+            result.pop(key, None)
         row.update(result)
         row["mask"] = str(mask_path.relative_to(output_dir))
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
@@ -205,7 +207,7 @@ def cli_main(argv: list[str]) -> int:
 
     shard = parse_shard(args.shard)
     pipeline = Pipeline.load(
-        args.weights, args.device, args.outputs == "both", folds=args.folds, tta=args.tta
+        args.weights, args.device, PROFILES[args.outputs].needs_survival, folds=args.folds, tta=args.tta
     )
     table = predict_cohort(pipeline, args.input, args.output, args.outputs, args.mask_format, args.overwrite,
                            shard, args.num_workers, args.qc)  # fmt: skip

@@ -12,12 +12,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from hmvnet.app.profiles import PROFILES
 from hmvnet.errors import InputError
 
 ENV_OUTPUTS = "HMVNET_OUTPUTS"
 ENV_WEIGHTS = "HMVNET_WEIGHTS"
-OUTPUT_CHOICES = ("both", "hecktor2026", "segmentation", "survival")
-"""The names of :data:`hmvnet.app.pipeline.OUTPUT_PROFILES` (a test keeps the two equal)."""
+OUTPUT_CHOICES = tuple(sorted(PROFILES))
+"""The names of the output profiles (the one table: :mod:`hmvnet.app.profiles`)."""
 MASK_FORMATS = ("nii.gz", "mha")
 SYNTH_SIZES = ("full", "small")
 """:data:`hmvnet.synthetic.cohort.SIZES` (a test keeps the two equal)."""
@@ -121,7 +122,11 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("-i", "--input", type=Path, required=True, help="folder of cases")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     parser.add_argument(
-        "--outputs", default="both", choices=["segmentation", "both"], help="'segmentation' skips survival"
+        "--outputs",
+        default="both",
+        choices=OUTPUT_CHOICES,
+        help="outputs profile (hmvnet.app.profiles / README); 'segmentation' skips survival; the profile's JSON "
+        "files go beside each case's mask",
     )
     parser.add_argument("--format", dest="mask_format", default="nii.gz", choices=MASK_FORMATS)
     parser.add_argument("--overwrite", action="store_true", help="redo finished cases")

@@ -16,32 +16,46 @@ import SimpleITK as sitk
 from hmvnet import Label
 from hmvnet.app.case_log import case_context
 from hmvnet.app.parsers import default_outputs, process_parser
+from hmvnet.app.profiles import (
+    N_STAGE_JSON,
+    PROFILES,
+    RFS_JSON,
+    SEG_2025,
+    SEG_2026,
+    T_STAGE_JSON,
+    get_profile,
+)
 from hmvnet.data.cases import Case, read_gc_case
 from hmvnet.data.weights import describe_search, resolve_weights_dir
 from hmvnet.data.writers import write_json, write_label
-from hmvnet.errors import InputError, WeightsError
+from hmvnet.errors import WeightsError
 from hmvnet.segmentation.segmenter import Segmenter
+from hmvnet.staging.geometry import staging_geometry
+from hmvnet.staging.model import StagingModel
 
 log = logging.getLogger("hmvnet")
 
-SEG_2025 = Path("images") / "tumor-lymph-node-segmentation" / "output.mha"
-SEG_2026 = Path("images") / "head-neck-tumor-segmentation" / "output.mha"
-RFS_JSON = Path("rfs.json")
-OUTPUT_PROFILES: dict[str, tuple[Path | None, bool]] = {
-    "segmentation": (SEG_2025, False),  # HECKTOR 2025 Task 1 upload
-    "survival": (None, True),  # HECKTOR 2025 Task 2 upload (segmentation still runs internally)
-    "both": (SEG_2025, True),
-    "hecktor2026": (SEG_2026, True),  # one run writes every output
-}
+OUTPUT_PROFILES = PROFILES  # the one table lives in hmvnet.app.profiles
+__all__ = ["OUTPUT_PROFILES", "SEG_2025", "SEG_2026", "Pipeline", "cli_main"]
 
 
 class Pipeline:
-    """Segmentation and survival models, loaded once from a weights folder."""
+    """Segmentation, survival and staging models, loaded once from a weights folder.
 
-    def __init__(self, segmenter: Segmenter, survival: Any | None, weights_dir: Path):
+    ``staging`` defaults to the 7th-edition rule when the weights folder has no ``staging/`` subfolder.
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        survival: Any | None,
+        weights_dir: Path,
+        staging: StagingModel | None = None,
+    ):
         self.segmenter = segmenter
         self.survival = survival
         self.weights_dir = weights_dir
+        self.staging = staging or StagingModel()
 
     @classmethod
     def load(
@@ -67,18 +81,20 @@ class Pipeline:
             from hmvnet.survival.predictor import SurvivalPredictor
 
             predictor = SurvivalPredictor.load(folder / "survival")
+        staging = StagingModel.load(folder / "staging")
         log.info("models loaded from %s in %.1f s", folder, time.perf_counter() - start)
-        return cls(segmenter, predictor, folder)
+        return cls(segmenter, predictor, folder, staging)
 
     def run(
         self, case: Case, output_dir: Path, outputs: str = "both", segmentation_path: Path | None = None
     ) -> dict[str, Any]:
-        """Process one case already read; write the outputs of the ``outputs`` profile into ``output_dir``."""
-        if outputs not in OUTPUT_PROFILES:
-            raise InputError(
-                f"unknown outputs profile {outputs!r}; expected one of {sorted(OUTPUT_PROFILES)}"
-            )
-        seg_rel, want_risk = OUTPUT_PROFILES[outputs]
+        """Process one case already read; write the outputs of the ``outputs`` profile into ``output_dir``.
+
+        The result holds ``risk`` (higher = earlier relapse) whatever the profile; ``rfs_value`` is what
+        rfs.json received (the profile's sign convention, see :mod:`hmvnet.app.profiles`).
+        """
+        profile = get_profile(outputs)
+        seg_rel, want_risk = profile.segmentation, profile.needs_survival
         if want_risk and self.survival is None:
             raise WeightsError(f"outputs={outputs!r} needs the survival model, which was not loaded")
         result: dict[str, Any] = {"case_id": case.case_id}
@@ -99,8 +115,24 @@ class Pipeline:
                 raise RuntimeError(f"survival model returned a non-finite risk for {case.case_id}")
             result["survival_s"] = time.perf_counter() - start
             result["risk"] = risk
-            result["rfs"] = str(write_json(risk, Path(output_dir) / RFS_JSON))
+            result["rfs_value"] = profile.rfs_value(risk)
+            result["rfs"] = str(write_json(result["rfs_value"], Path(output_dir) / RFS_JSON))
+        if profile.staging:
+            result.update(self.stage(case, seg.label, Path(output_dir)))
         return result
+
+    def stage(self, case: Case, label: sitk.Image, output_dir: Path) -> dict[str, Any]:
+        """T and N stage of the final label on the CT grid; writes t-stage.json and n-stage.json (JSON strings)."""
+        start = time.perf_counter()
+        geometry = staging_geometry(label, case.ct)
+        stages = self.staging.predict(geometry, case.clinical)
+        return {
+            "t_stage": stages["t"],
+            "n_stage": stages["n"],
+            "t_stage_json": str(write_json(stages["t"], output_dir / T_STAGE_JSON)),
+            "n_stage_json": str(write_json(stages["n"], output_dir / N_STAGE_JSON)),
+            "staging_s": time.perf_counter() - start,
+        }
 
     def process_case(self, input_dir: Path, output_dir: Path, outputs: str = "both") -> dict[str, Any]:
         """Read the grand-challenge layout in ``input_dir`` and write the outputs into ``output_dir``."""
@@ -126,13 +158,13 @@ def cli_main(argv: list[str]) -> int:
     args = process_parser().parse_args(argv)
     args.outputs = args.outputs or default_outputs()
     start = time.perf_counter()
-    survival = OUTPUT_PROFILES[args.outputs][1]
+    survival = PROFILES[args.outputs].needs_survival
     pipeline = Pipeline.load(args.weights, args.device, survival, folds=args.folds, tta=args.tta)
     result = pipeline.process_case(args.input, args.output, args.outputs)
     log.info(
         "done in %.1f s (model loading included); outputs in %s", time.perf_counter() - start, args.output
     )
-    for key in ("segmentation", "rfs"):
+    for key in ("segmentation", "rfs", "t_stage_json", "n_stage_json"):
         if key in result:
             print(f"{key}: {result[key]}")
     return 0

@@ -7,7 +7,8 @@ Endpoints (every body is JSON, never a traceback):
 
 - ``GET /health``: 200 ``{"status": "ok"}`` once the models are loaded, 503 ``{"status": "loading"}`` before.
 - ``POST /invoke``: processes ``--input`` into ``--output`` with the outputs profile of ``$HMVNET_OUTPUTS``;
-  201 with the pipeline's result (output paths, timings in s, risk: higher = earlier relapse), 422 for an
+  201 with the pipeline's result (output paths, timings in s, risk: higher = earlier relapse whatever the
+  profile, rfs_value: what rfs.json got, t_stage/n_stage for hecktor2026), 422 for an
   unusable case (:class:`~hmvnet.errors.InputError`), 503 while loading, 500 for anything else.
 
 The server is stdlib ``http.server`` (no extra dependency, nothing listens but this port). Requests are
@@ -49,7 +50,7 @@ class InvokeService:
     Args:
         input_dir: case folder in the grand-challenge layout, read afresh at every invocation.
         output_dir: where the outputs of each invocation are written.
-        outputs: outputs profile passed to ``process_case`` (see ``hmvnet.app.pipeline.OUTPUT_PROFILES``).
+        outputs: outputs profile passed to ``process_case`` (see :mod:`hmvnet.app.profiles`).
         pipeline: an already loaded pipeline (tests inject a fake one); else call :meth:`set_pipeline` later.
     """
 
@@ -182,7 +183,7 @@ def run(server: InvokeServer, loader: Callable[[], CaseProcessor], stop: threadi
 
 def cli_main(argv: list[str]) -> int:
     from hmvnet.app.parsers import default_outputs, serve_parser
-    from hmvnet.app.pipeline import OUTPUT_PROFILES
+    from hmvnet.app.profiles import PROFILES
 
     args = serve_parser().parse_args(argv)
     args.outputs = args.outputs or default_outputs()
@@ -190,7 +191,7 @@ def cli_main(argv: list[str]) -> int:
     def load() -> CaseProcessor:
         from hmvnet.app.pipeline import Pipeline
 
-        survival = OUTPUT_PROFILES[args.outputs][1]
+        survival = PROFILES[args.outputs].needs_survival
         return Pipeline.load(args.weights, args.device, survival, folds=args.folds, tta=args.tta)
 
     service = InvokeService(args.input, args.output, args.outputs)

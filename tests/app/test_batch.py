@@ -70,3 +70,25 @@ def test_summary_precision():
     out = table.iloc[0]
     assert (out["gtvp_ml"], out["gtvn_ml"], out["total_s"], out["risk"]) == (12.35, 0.0, 12.3, -0.488123)
     assert table.to_csv(index=False).splitlines()[1].split(",")[7] == "2"  # a count, not "2.0"
+
+
+def test_predict_hecktor2026_rfs_is_anti_ordered_with_the_2025_risk(full_weights, tmp_path):
+    write_tiny_cohort(tmp_path / "data", n_cases=3, seed=23)
+    base = ["--input", str(tmp_path / "data"), "--weights", str(full_weights), "--device", "cpu"]
+    assert cli_main([*base, "--output", str(tmp_path / "a"), "--outputs", "both"]) == 0
+    assert cli_main([*base, "--output", str(tmp_path / "b"), "--outputs", "hecktor2026"]) == 0
+    risk = {
+        c: json.loads((tmp_path / "a" / c / "rfs.json").read_text())
+        for c in ("CHUM-000", "MDA-001", "CHUM-002")
+    }
+    rfs = {c: json.loads((tmp_path / "b" / c / "rfs.json").read_text()) for c in risk}
+    assert all(rfs[c] == -risk[c] for c in risk)
+    summary = pd.read_csv(tmp_path / "b" / "summary.csv")
+    assert set(summary["t_stage"]) <= {"T1", "T2", "T3", "T4"} and set(summary["n_stage"]) <= {
+        "N0",
+        "N1",
+        "N2",
+        "N3",
+    }
+    for c in risk:
+        assert isinstance(json.loads((tmp_path / "b" / c / "t-stage.json").read_text()), str)
