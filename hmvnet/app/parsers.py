@@ -177,6 +177,14 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "--n-bootstrap", type=int, default=1000, help="bootstrap resamples for the C-index CI"
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--stages", type=Path, help="CSV with PatientID (or case_id), t_stage, n_stage (2026; needs --clinical)"
+    )
+    parser.add_argument(
+        "--rfs-convention", choices=["risk", "longer"], default="risk",
+        help="what --risks' 'risk' column holds: a risk (2025) or the 2026 rfs.json value (higher = longer "
+        "RFS; the C-index and the 2026 score then use its negative)",
+    )  # fmt: skip
     return parser
 
 
