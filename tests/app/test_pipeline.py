@@ -193,3 +193,16 @@ def test_pipeline_makes_no_network_connection(full_weights, gc_input, tmp_path, 
     pipeline = Pipeline.load(full_weights, "cpu")
     pipeline.process_case(gc_input, tmp_path / "out", outputs="both")
     assert np.isfinite(json.loads((tmp_path / "out" / "rfs.json").read_text()))
+
+
+def test_hecktor2026_ehr_keys_give_a_valid_risk_and_stages(full_weights, gc_input, tmp_path):
+    from hmvnet.data.clinical_record import read_ehr
+
+    ehr = '{"CenterID": 5, "Age": 64, "Gender": 1, "Tobacco Consumption": 0, "Alcohol Consumption": 1, ' \
+          '"Performance Status": 0, "Treatment": 1, "HPV Status": 1,}'  # fmt: skip  # the sample's trailing comma
+    (gc_input / "ehr.json").write_text(ehr)
+    record = read_ehr(gc_input / "ehr.json")
+    assert (record.center_id, record.hpv_status, record.treatment, record.m_stage) == (5, 1, 1, None)
+    result = Pipeline.load(full_weights, "cpu").process_case(gc_input, tmp_path / "o", outputs="hecktor2026")
+    assert np.isfinite(result["risk"]) and result["rfs_value"] == -result["risk"]
+    assert result["t_stage"] in {"T1", "T2", "T3", "T4"} and result["n_stage"] in {"N0", "N1", "N2", "N3"}

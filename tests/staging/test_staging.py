@@ -151,3 +151,15 @@ def test_parse_stage_accepts_table_spellings():
     assert (
         parse_stage("T0", "t") == "T0" and parse_stage("Tx", "t") is None and parse_stage("nan", "n") is None
     )
+
+
+def test_shipped_staging_weights_load_and_predict_valid_stages():
+    from tests.helpers import REPO
+
+    model = StagingModel.load(REPO / "weights" / "staging")
+    config = json.loads((REPO / "weights" / "staging" / "config.json").read_text())
+    assert model.methods == config["methods"]
+    for stage, report in config["out_of_fold"].items():  # learned ships only where it beat the rule
+        assert (model.methods[stage] == "learned") == (report["ba_learned"] > report["ba_rule"])
+    out = model.predict(staging_geometry(_label([PRIMARY_25]), midline_x_mm=0.0))
+    assert out["t"] in {"T1", "T2", "T3", "T4"} and out["n"] == "N0"
