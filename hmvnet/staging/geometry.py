@@ -204,6 +204,8 @@ def body_midline_x(
 
 def _components(mask_zyx: np.ndarray) -> list[tuple[np.ndarray, tuple[int, int, int]]]:
     """Connected components (26-connectivity) as (cropped mask, crop offset z, y, x)."""
+    if not mask_zyx.any():
+        return []
     labels, _ = ndimage.label(mask_zyx, structure=STRUCTURE_26)
     out = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
@@ -220,13 +222,15 @@ def _side(offset_mm: float) -> str:
     return "midline"
 
 
-def _find_midline(label: sitk.Image, ct: sitk.Image | None, arr: np.ndarray, midline_x_mm: float | None):
+def _find_midline(
+    label: sitk.Image, ct: sitk.Image | None, arr: np.ndarray, base: np.ndarray, midline_x_mm: float | None
+):
     if midline_x_mm is not None:
         return float(midline_x_mm), "given"
     if ct is not None:
         z_range = None
         if arr.any():
-            z = _physical_points(arr > 0, label)[:, 2]
+            z = _physical_points(arr > 0, label, base)[:, 2]
             z_range = (float(z.min()) - 20.0, float(z.max()) + 20.0)
         try:
             return body_midline_x(ct, z_range), "body outline"
@@ -251,25 +255,29 @@ def staging_geometry(
         midline_x_mm: a known midline (physical x, mm), e.g. the phantom's true one.
         min_node_ml: GTVn components smaller than this (ml) are ignored (specks are not nodes).
     """
-    arr = sitk.GetArrayFromImage(label)
+    full = sitk.GetArrayViewFromImage(label)
+    boxes = ndimage.find_objects((full > 0).astype(np.uint8))
+    # work on the lesions' bounding box only (a whole-body CT grid has ~1e8 voxels); base = its (z, y, x) start
+    arr = np.asarray(full[boxes[0]]) if boxes else np.zeros((0, 0, 0), np.uint8)
+    base = np.array([s.start for s in boxes[0]]) if boxes else np.zeros(3, int)
     voxel_ml = float(np.prod(label.GetSpacing())) / 1000.0
-    midline, source = _find_midline(label, ct, arr, midline_x_mm)
+    midline, source = _find_midline(label, ct, arr, base, midline_x_mm)
     gtvp = arr == Label.GTVP
     gtvp_present = bool(gtvp.any())
     feret, extent, offset, n_parts = 0.0, np.zeros(3), 0.0, 0
     if gtvp_present:
         box = ndimage.find_objects(gtvp.astype(np.uint8))[0]
-        crop = gtvp[box]
-        feret, extent = feret_and_extent(crop, label, tuple(s.start for s in box))
-        offset = float(_physical_points(crop, label, tuple(s.start for s in box))[:, 0].mean() - midline)
+        crop, start = gtvp[box], base + [s.start for s in box]
+        feret, extent = feret_and_extent(crop, label, start)
+        offset = float(_physical_points(crop, label, start)[:, 0].mean() - midline)
         n_parts = len(_components(crop))
     raw_nodes = []
-    for comp, start in _components(arr == Label.GTVN):
+    for comp, local in _components(arr == Label.GTVN):
         volume = float(comp.sum()) * voxel_ml
         if volume < min_node_ml:
             continue
-        node_feret, _ = feret_and_extent(comp, label, start)
-        centroid = _physical_points(comp, label, start).mean(axis=0)
+        node_feret, _ = feret_and_extent(comp, label, base + local)
+        centroid = _physical_points(comp, label, base + local).mean(axis=0)
         raw_nodes.append((node_feret, volume, centroid))
     primary_side = _side(offset) if gtvp_present else "midline"
     if primary_side == "midline":
