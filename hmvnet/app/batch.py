@@ -43,7 +43,7 @@ from hmvnet.survival.masks import count_components
 log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = [
-    "case_id", "status", "error", "risk", "rfs_value", "t_stage", "n_stage", "gtvp_ml", "gtvn_ml", "n_gtvp", "n_gtvn",
+    "case_id", "status", "error", "risk", "gtvp_ml", "gtvn_ml", "n_gtvp", "n_gtvn", "rfs_value", "t_stage", "n_stage",
     "read_s", "preprocess_s", "inference_s", "postprocess_s", "survival_s", "total_s", "mask", "qc_png",
 ]  # fmt: skip
 

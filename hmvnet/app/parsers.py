@@ -178,7 +178,9 @@ def evaluate_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument(
-        "--stages", type=Path, help="CSV with PatientID (or case_id), t_stage, n_stage (2026; needs --clinical)"
+        "--stages",
+        type=Path,
+        help="CSV with PatientID (or case_id), t_stage, n_stage (2026; needs --clinical)",
     )
     parser.add_argument(
         "--rfs-convention", choices=["risk", "longer"], default="risk",

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from hmvnet.data.task2 import read_table
 from hmvnet.errors import InputError
 from hmvnet.evaluation.metrics import balanced_accuracy, hecktor2026_score
 from hmvnet.staging.rules import N_STAGES, T_STAGES
@@ -26,25 +27,16 @@ log = logging.getLogger(__name__)
 _STAGES = {"t": (T_COLUMN, "t_stage", T_STAGES), "n": (N_COLUMN, "n_stage", N_STAGES)}
 
 
-def _by_id(table: pd.DataFrame, path: Any, role: str) -> pd.DataFrame:
-    for column in ("PatientID", "case_id"):
-        if column in table.columns:
-            return table.set_index(table[column].astype(str))
-    raise InputError(
-        f"{role} {path}: no 'PatientID' or 'case_id' column (columns: {', '.join(table.columns)})"
-    )
+def _by_id(path: Any, role: str, required: tuple[str, ...]) -> pd.DataFrame:
+    return read_table(path, role, required).set_index("PatientID")
 
 
 def evaluate_staging(clinical_path: Any, stages_path: Any) -> dict[str, Any]:
     """Balanced accuracy of T and N and the truth tables (rows truth, columns prediction, case counts)."""
-    truth = _by_id(pd.read_csv(clinical_path), clinical_path, "--clinical")
-    pred = _by_id(pd.read_csv(stages_path), stages_path, "--stages")
+    truth = _by_id(clinical_path, "--clinical", (T_COLUMN, N_COLUMN))
+    pred = _by_id(stages_path, "--stages", ("t_stage", "n_stage"))
     results: dict[str, Any] = {}
     for stage, (truth_col, pred_col, scale) in _STAGES.items():
-        if truth_col not in truth.columns:
-            raise InputError(f"--clinical {clinical_path}: no {truth_col!r} column for the staging metrics")
-        if pred_col not in pred.columns:
-            raise InputError(f"--stages {stages_path}: no {pred_col!r} column")
         pairs = []
         for pid in pred.index.intersection(truth.index):
             t = parse_stage(truth.loc[pid, truth_col], stage)

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from hmvnet.data.cases import TASK2_CSV
 from hmvnet.data.clinical_record import ClinicalRecord, record_from_mapping
+from hmvnet.data.task2 import TASK2_CSV, read_table
 from hmvnet.data.writers import write_json
 from hmvnet.errors import InputError
 from hmvnet.evaluation.metrics import balanced_accuracy
@@ -54,12 +54,7 @@ def load_examples(data: Path) -> tuple[list[str], list[StagingGeometry], list[Cl
     csv = data / TASK2_CSV
     if not csv.is_file():
         raise InputError(f"no {TASK2_CSV} in {data}")
-    table = pd.read_csv(csv)
-    missing = [c for c in ("PatientID", T_COLUMN, N_COLUMN) if c not in table.columns]
-    if missing:
-        raise InputError(
-            f"{csv}: missing column(s) {missing}; the 2026 table has {T_COLUMN!r} and {N_COLUMN!r}"
-        )
+    table = read_table(csv, "--data Task-2 table (2026 columns)", required=(T_COLUMN, N_COLUMN))
     ids, geometries, records = [], [], []
     for _, row in table.iterrows():
         pid = str(row["PatientID"])

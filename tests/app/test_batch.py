@@ -72,6 +72,7 @@ def test_summary_precision():
     assert table.to_csv(index=False).splitlines()[1].split(",")[7] == "2"  # a count, not "2.0"
 
 
+@pytest.mark.slow  # two predict runs over three cases (about 30 s here)
 def test_predict_hecktor2026_rfs_is_anti_ordered_with_the_2025_risk(full_weights, tmp_path):
     write_tiny_cohort(tmp_path / "data", n_cases=3, seed=23)
     base = ["--input", str(tmp_path / "data"), "--weights", str(full_weights), "--device", "cpu"]

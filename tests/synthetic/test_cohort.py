@@ -298,7 +298,7 @@ def test_t_and_n_stage_columns_follow_the_true_label_geometry(cohort):
     from hmvnet.synthetic.cohort import case_seed, draw_case
 
     a = cohort / "a"
-    with (a / CSV_NAME).open(newline="") as f:
+    with (a / TASK2_CSV).open(newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
         pid = row["PatientID"]
