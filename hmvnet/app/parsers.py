@@ -290,11 +290,26 @@ def weights_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def train_staging_parser() -> argparse.ArgumentParser:
+    parser = _parser(
+        "train-staging",
+        "Fit the T/N stage classifier on the 2026 table's T-stage / N-stage columns, compare it out of fold with "
+        "the majority class and the 7th-edition rule (balanced accuracy), write staging weights.",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="training layout with the Task-2 CSV")
+    parser.add_argument("--out", type=Path, required=True, help="staging weights folder to write")
+    parser.add_argument("--folds", type=int, default=5, help="out-of-fold comparison folds")
+    parser.add_argument("--seed", type=int, default=0, help="fold shuffling seed")
+    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the classifier")
+    return parser
+
+
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "synth": synth_parser,
     "evaluate": evaluate_parser,
     "train-seg": train_seg_parser,
     "train-survival": train_survival_parser,
+    "train-staging": train_staging_parser,
     "predict": predict_parser,
     "process": process_parser,
     "serve": serve_parser,

@@ -13,7 +13,6 @@ the rule's; otherwise ``config.json`` says "rule".
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from pathlib import Path
@@ -137,13 +136,9 @@ def train_staging(data: Path, out: Path, folds: int = 5, seed: int = 0, C: float
 
 
 def cli_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hmvnet train-staging", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="training layout with the Task-2 CSV")
-    parser.add_argument("--out", type=Path, required=True, help="staging weights folder to write")
-    parser.add_argument("--folds", type=int, default=5, help="out-of-fold comparison folds (default 5)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the classifier")
-    args = parser.parse_args(argv)
+    from hmvnet.app.parsers import train_staging_parser
+
+    args = train_staging_parser().parse_args(argv)
     result = train_staging(args.data, args.out, args.folds, args.seed, args.C)
     for stage in ("t", "n"):
         r = result[stage]
