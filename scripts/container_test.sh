@@ -3,13 +3,19 @@
 # test/expected (scripts/compare_outputs.py: Dice >= 0.99 per label, identical grid, |risk diff| <= 1e-4).
 #
 #   bash scripts/container_test.sh [--no-build] [--image NAME] [--input DIR] [--expected DIR]
-#                                  [--weights DIR] [--serve] [--skip-both] [-- extra ./build.sh arguments]
+#                                  [--weights DIR] [--serve] [--skip-both] [--skip-2026]
+#                                  [-- extra ./build.sh arguments]
 #
 # Runs: (1) default profile (both outputs), compared with every file in test/expected (--skip-both: not run);
 #       (2) HMVNET_OUTPUTS=segmentation: the mask is compared and rfs.json must be absent;
 #       (3) with --serve: the `serve` target (tag NAME-serve) started detached with the same restrictions,
 #           GET /health polled from inside the container (--network none) until 200, one POST /invoke -> 201,
-#           its outputs compared like (2).
+#           its outputs compared like (2);
+#       (4) HMVNET_OUTPUTS=hecktor2026 as the 2026 platform runs it: the weights (--weights DIR, else weights/)
+#           packed as model.tar.gz, extracted and mounted read-only at /opt/ml/model, a 25-minute limit;
+#           scripts/check_2026_outputs.py checks the four files and their types, rfs.json = -risk of
+#           test/expected/rfs.json, and the log must show the models loaded from /opt/ml/model
+#           (--skip-2026: not run).
 # --input/--expected default to test/input and test/expected; --weights DIR is mounted at /opt/ml/model:ro
 # (the platform's model tarball location), else the weights baked into the image are used.
 # Each run: --network none, /input read-only, a fresh tmpfs /tmp, a fresh /output, --memory 16g, non-root
@@ -26,6 +32,7 @@ expected=test/expected
 weights=
 serve=0
 both=1
+run2026=1
 build_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -36,8 +43,9 @@ while [ $# -gt 0 ]; do
     --weights) weights=$2; shift ;;
     --serve) serve=1 ;;
     --skip-both) both=0 ;;
+    --skip-2026) run2026=0 ;;
     --) shift; build_args=("$@"); break ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "container_test.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -167,6 +175,28 @@ if [ "$serve" = 1 ]; then
   else
     failures=$((failures + 1))
   fi
+fi
+
+# hecktor2026_case: weights as the 2026 platform gives them (model.tar.gz extracted read-only at /opt/ml/model).
+hecktor2026_case() {
+  local src=${weights:-weights} model="$work/model" log="$work/hecktor2026.log"
+  step "hecktor2026: pack $src as model.tar.gz, extract to $model, mount it at /opt/ml/model:ro"
+  tar -czf "$work/model.tar.gz" -C "$src" . && mkdir -p "$model" && tar -xzf "$work/model.tar.gz" -C "$model"
+  chmod -R a+rX "$model"
+  local model_mounts=(-v "$input:/input:ro" -v "$model:/opt/ml/model:ro")
+  local out="$work/hecktor2026" rc=0 start
+  mkdir -p "$out" && chmod 0777 "$out"
+  start=$(date +%s)
+  timeout 1500 "$engine" run --rm "${restrict[@]}" "${model_mounts[@]}" -v "$out:/output" \
+    -e HMVNET_OUTPUTS=hecktor2026 "$image" 2>&1 | tee "$log" || rc=$?
+  echo "run hecktor2026: exit status $rc after $(( $(date +%s) - start )) s (limit 1500 s)"
+  [ "$rc" = 0 ] || return 1
+  grep -q "models loaded from /opt/ml/model" "$log" || { echo "weights were not loaded from /opt/ml/model" >&2; return 1; }
+  "$py" scripts/check_2026_outputs.py "$out" "$input" --expected-risk "$expected/rfs.json"
+}
+
+if [ "$run2026" = 1 ]; then
+  hecktor2026_case || failures=$((failures + 1))
 fi
 
 step "result"

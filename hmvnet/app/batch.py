@@ -33,6 +33,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from hmvnet import Label
 from hmvnet.app import guards
 from hmvnet.app.case_log import case_context
+from hmvnet.app.profiles import PROFILES
 from hmvnet.data.cases import Case, detect_layout, discover_cases, read_case
 from hmvnet.data.clinical_record import ClinicalRecord
 from hmvnet.data.task2 import clinical_records, find_table, read_table
@@ -43,7 +44,7 @@ from hmvnet.survival.masks import count_components
 log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = [
-    "case_id", "status", "error", "risk", "gtvp_ml", "gtvn_ml", "n_gtvp", "n_gtvn",
+    "case_id", "status", "error", "risk", "gtvp_ml", "gtvn_ml", "n_gtvp", "n_gtvn", "rfs_value", "t_stage", "n_stage",
     "read_s", "preprocess_s", "inference_s", "postprocess_s", "survival_s", "total_s", "mask", "qc_png",
 ]  # fmt: skip
 RESULT_EXTRA = ("mask_bytes", "mask_sha256", "warnings", "risk_source")
@@ -177,7 +178,8 @@ def _run_one(
         row["read_s"] = time.perf_counter() - read_start
         mask_path = case_dir / f"{folder.name}.{mask_format}"
         result = pipeline.run(case, case_dir, outputs, segmentation_path=mask_path)
-        result.pop("rfs", None)
+        for key in ("rfs", "t_stage_json", "n_stage_json"):
+            result.pop(key, None)
         row.update(result)
         row["mask"] = str(mask_path.relative_to(output_dir))
         digest = guards.file_digest(mask_path)
@@ -253,7 +255,7 @@ def cli_main(argv: list[str]) -> int:
 
     shard = parse_shard(args.shard)
     pipeline = Pipeline.load(
-        args.weights, args.device, args.outputs == "both", folds=args.folds, tta=args.tta
+        args.weights, args.device, PROFILES[args.outputs].needs_survival, folds=args.folds, tta=args.tta
     )
     table = predict_cohort(pipeline, args.input, args.output, args.outputs, args.mask_format, args.overwrite,
                            shard, args.num_workers, args.qc)  # fmt: skip

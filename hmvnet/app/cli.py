@@ -26,6 +26,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "hmvnet.segmentation.training",
         "train the HM-VNet segmentation network on the HECKTOR layout",
     ),
+    "train-staging": (
+        "hmvnet.staging.training",
+        "fit the T/N stage classifier; compare it out of fold with the 7th-edition rule",
+    ),
     "train-survival": ("hmvnet.survival.training", "train the RFS fusion network and bagged ICARE"),
     "predict": ("hmvnet.app.batch", "batch inference over a folder of cases (models loaded once)"),
     "process": ("hmvnet.app.pipeline", "one case in the grand-challenge layout (same as process.py)"),

@@ -12,12 +12,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from hmvnet.app.profiles import PROFILES
 from hmvnet.errors import InputError
 
 ENV_OUTPUTS = "HMVNET_OUTPUTS"
 ENV_WEIGHTS = "HMVNET_WEIGHTS"
-OUTPUT_CHOICES = ("both", "hecktor2026", "segmentation", "survival")
-"""The names of :data:`hmvnet.app.pipeline.OUTPUT_PROFILES` (a test keeps the two equal)."""
+OUTPUT_CHOICES = tuple(sorted(PROFILES))
+"""The names of the output profiles (the one table: :mod:`hmvnet.app.profiles`)."""
 MASK_FORMATS = ("nii.gz", "mha")
 SYNTH_SIZES = ("full", "small")
 """:data:`hmvnet.synthetic.cohort.SIZES` (a test keeps the two equal)."""
@@ -121,7 +122,11 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("-i", "--input", type=Path, required=True, help="folder of cases")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     parser.add_argument(
-        "--outputs", default="both", choices=["segmentation", "both"], help="'segmentation' skips survival"
+        "--outputs",
+        default="both",
+        choices=OUTPUT_CHOICES,
+        help="outputs profile (hmvnet.app.profiles / README); 'segmentation' skips survival; the profile's JSON "
+        "files go beside each case's mask",
     )
     parser.add_argument("--format", dest="mask_format", default="nii.gz", choices=MASK_FORMATS)
     parser.add_argument("--overwrite", action="store_true", help="redo finished cases")
@@ -176,6 +181,16 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "--n-bootstrap", type=int, default=1000, help="bootstrap resamples for the C-index CI"
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--stages",
+        type=Path,
+        help="CSV with PatientID (or case_id), t_stage, n_stage (2026; needs --clinical)",
+    )
+    parser.add_argument(
+        "--rfs-convention", choices=["risk", "longer"], default="risk",
+        help="what --risks' 'risk' column holds: a risk (2025) or the 2026 rfs.json value (higher = longer "
+        "RFS; the C-index and the 2026 score then use its negative)",
+    )  # fmt: skip
     return parser
 
 
@@ -279,11 +294,26 @@ def weights_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def train_staging_parser() -> argparse.ArgumentParser:
+    parser = _parser(
+        "train-staging",
+        "Fit the T/N stage classifier on the 2026 table's T-stage / N-stage columns, compare it out of fold with "
+        "the majority class and the 7th-edition rule (balanced accuracy), write staging weights.",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="training layout with the Task-2 CSV")
+    parser.add_argument("--out", type=Path, required=True, help="staging weights folder to write")
+    parser.add_argument("--folds", type=int, default=5, help="out-of-fold comparison folds")
+    parser.add_argument("--seed", type=int, default=0, help="fold shuffling seed")
+    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the classifier")
+    return parser
+
+
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "synth": synth_parser,
     "evaluate": evaluate_parser,
     "train-seg": train_seg_parser,
     "train-survival": train_survival_parser,
+    "train-staging": train_staging_parser,
     "predict": predict_parser,
     "process": process_parser,
     "serve": serve_parser,

@@ -17,38 +17,52 @@ from hmvnet import Label
 from hmvnet.app import guards
 from hmvnet.app.case_log import case_context
 from hmvnet.app.parsers import default_outputs, process_parser
+from hmvnet.app.profiles import (
+    N_STAGE_JSON,
+    PROFILES,
+    RFS_JSON,
+    SEG_2025,
+    SEG_2026,
+    T_STAGE_JSON,
+    get_profile,
+)
 from hmvnet.data.cases import Case, read_gc_case
 from hmvnet.data.weights import describe_search, resolve_weights_dir
 from hmvnet.data.writers import write_json, write_label
 from hmvnet.errors import InputError, WeightsError
 from hmvnet.segmentation.segmenter import Segmenter
+from hmvnet.staging.geometry import staging_geometry
+from hmvnet.staging.model import StagingModel
 
 log = logging.getLogger("hmvnet")
 
-SEG_2025 = Path("images") / "tumor-lymph-node-segmentation" / "output.mha"
-SEG_2026 = Path("images") / "head-neck-tumor-segmentation" / "output.mha"
-RFS_JSON = Path("rfs.json")
-OUTPUT_PROFILES: dict[str, tuple[Path | None, bool]] = {
-    "segmentation": (SEG_2025, False),  # HECKTOR 2025 Task 1 upload
-    "survival": (None, True),  # HECKTOR 2025 Task 2 upload (segmentation still runs internally)
-    "both": (SEG_2025, True),
-    "hecktor2026": (SEG_2026, True),  # one run writes every output
-}
+OUTPUT_PROFILES = PROFILES  # the one table lives in hmvnet.app.profiles
+__all__ = ["OUTPUT_PROFILES", "SEG_2025", "SEG_2026", "Pipeline", "cli_main"]
 
 
-_OUTPUT_FILES = (SEG_2025, SEG_2026, RFS_JSON)
+_OUTPUT_FILES = (SEG_2025, SEG_2026, RFS_JSON, T_STAGE_JSON, N_STAGE_JSON)
 """Every file a profile can write: all removed at the start of a run, whichever profile runs."""
 
 
 class Pipeline:
-    """Segmentation and survival models, loaded once from a weights folder."""
+    """Segmentation, survival and staging models, loaded once from a weights folder.
 
-    def __init__(self, segmenter: Segmenter, survival: Any | None, weights_dir: Path):
+    ``staging`` defaults to the 7th-edition rule when the weights folder has no ``staging/`` subfolder.
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        survival: Any | None,
+        weights_dir: Path,
+        staging: StagingModel | None = None,
+    ):
         self.segmenter = segmenter
         self.survival = survival
         self.weights_dir = weights_dir
         self.case_budget_s = guards.case_budget_s()
         """Seconds from the start of a case by which its outputs are written (``$HMVNET_CASE_BUDGET_S``)."""
+        self.staging = staging or StagingModel()
 
     @classmethod
     def load(
@@ -74,8 +88,9 @@ class Pipeline:
             from hmvnet.survival.predictor import SurvivalPredictor
 
             predictor = SurvivalPredictor.load(folder / "survival")
+        staging = StagingModel.load(folder / "staging")
         log.info("models loaded from %s in %.1f s", folder, time.perf_counter() - start)
-        return cls(segmenter, predictor, folder)
+        return cls(segmenter, predictor, folder, staging)
 
     def run(
         self,
@@ -89,12 +104,11 @@ class Pipeline:
 
         Earlier outputs in ``output_dir`` are removed first. ``deadline`` (``time.perf_counter()`` seconds; default
         now + :attr:`case_budget_s`) bounds the survival step: past it, or on a MemoryError there, the risk is
-        :func:`hmvnet.app.guards.fallback_risk` and ``result["risk_source"]`` says so."""
-        if outputs not in OUTPUT_PROFILES:
-            raise InputError(
-                f"unknown outputs profile {outputs!r}; expected one of {sorted(OUTPUT_PROFILES)}"
-            )
-        seg_rel, want_risk = OUTPUT_PROFILES[outputs]
+        :func:`hmvnet.app.guards.fallback_risk` and ``result["risk_source"]`` says so. The result holds ``risk``
+        (higher = earlier relapse) whatever the profile; ``rfs_value`` is what rfs.json received (the profile's
+        sign convention, see :mod:`hmvnet.app.profiles`)."""
+        profile = get_profile(outputs)
+        seg_rel, want_risk = profile.segmentation, profile.needs_survival
         if want_risk and self.survival is None:
             raise WeightsError(f"outputs={outputs!r} needs the survival model, which was not loaded")
         guards.clear_outputs(
@@ -117,7 +131,10 @@ class Pipeline:
             result["segmentation"] = str(write_label(seg.label, path, reference=case.ct))
         if want_risk:
             result.update(self._risk(case, seg, deadline, result["gtvp_ml"], result["gtvn_ml"]))
-            result["rfs"] = str(write_json(result["risk"], Path(output_dir) / RFS_JSON))
+            result["rfs_value"] = profile.rfs_value(result["risk"])
+            result["rfs"] = str(write_json(result["rfs_value"], Path(output_dir) / RFS_JSON))
+        if profile.staging:
+            result.update(self.stage(case, seg.label, Path(output_dir)))
         return result
 
     def _risk(self, case: Case, seg: Any, deadline: float, gtvp_ml: float, gtvn_ml: float) -> dict[str, Any]:
@@ -147,6 +164,19 @@ class Pipeline:
         )
         return out
 
+    def stage(self, case: Case, label: sitk.Image, output_dir: Path) -> dict[str, Any]:
+        """T and N stage of the final label on the CT grid; writes t-stage.json and n-stage.json (JSON strings)."""
+        start = time.perf_counter()
+        geometry = staging_geometry(label, case.ct)
+        stages = self.staging.predict(geometry, case.clinical)
+        return {
+            "t_stage": stages["t"],
+            "n_stage": stages["n"],
+            "t_stage_json": str(write_json(stages["t"], output_dir / T_STAGE_JSON)),
+            "n_stage_json": str(write_json(stages["n"], output_dir / N_STAGE_JSON)),
+            "staging_s": time.perf_counter() - start,
+        }
+
     def process_case(self, input_dir: Path, output_dir: Path, outputs: str = "both") -> dict[str, Any]:
         """Read the grand-challenge layout in ``input_dir`` and write the outputs into ``output_dir``."""
         start = time.perf_counter()
@@ -172,7 +202,7 @@ def cli_main(argv: list[str]) -> int:
     args = process_parser().parse_args(argv)
     args.outputs = args.outputs or default_outputs()
     start = time.perf_counter()
-    survival = OUTPUT_PROFILES[args.outputs][1]
+    survival = PROFILES[args.outputs].needs_survival
     guards.check_output_writable(args.output)  # before minutes of model loading and processing
     pipeline = Pipeline.load(args.weights, args.device, survival, folds=args.folds, tta=args.tta)
     try:
@@ -182,7 +212,7 @@ def cli_main(argv: list[str]) -> int:
     log.info(
         "done in %.1f s (model loading included); outputs in %s", time.perf_counter() - start, args.output
     )
-    for key in ("segmentation", "rfs"):
+    for key in ("segmentation", "rfs", "t_stage_json", "n_stage_json"):
         if key in result:
             print(f"{key}: {result[key]}")
     return 0

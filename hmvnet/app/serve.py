@@ -7,8 +7,9 @@ Endpoints (every body is JSON, never a traceback or an HTML page, errors include
 
 - ``GET /health``: 200 ``{"status": "ok"}`` once the models are loaded, 503 ``{"status": "loading"}`` before.
 - ``POST /invoke``: processes ``--input`` into ``--output`` with the outputs profile of ``$HMVNET_OUTPUTS``;
-  201 with the pipeline's result (output paths, timings in s, risk: higher = earlier relapse), 422 for an
-  unusable case (:class:`~hmvnet.errors.InputError`), 503 while loading or shutting down, 500 for anything else.
+  201 with the pipeline's result (output paths, timings in s, risk: higher = earlier relapse whatever the
+  profile, rfs_value: what rfs.json got, t_stage/n_stage for hecktor2026), 422 for an unusable case
+  (:class:`~hmvnet.errors.InputError`), 503 while loading or shutting down, 500 for anything else.
 
 Closed by default: it binds 127.0.0.1 unless ``--host`` says otherwise (the container's entrypoint passes
 ``--host 0.0.0.0``, as the platform needs); when ``$HMVNET_SERVE_TOKEN`` is set, ``/invoke`` requires
@@ -68,7 +69,7 @@ class InvokeService:
     Args:
         input_dir: case folder in the grand-challenge layout, read afresh at every invocation.
         output_dir: where the outputs of each invocation are written.
-        outputs: outputs profile passed to ``process_case`` (see ``hmvnet.app.pipeline.OUTPUT_PROFILES``).
+        outputs: outputs profile passed to ``process_case`` (see :mod:`hmvnet.app.profiles`).
         pipeline: an already loaded pipeline (tests inject a fake one); else call :meth:`set_pipeline` later.
     """
 
@@ -347,7 +348,7 @@ def run(server: InvokeServer, loader: Callable[[], CaseProcessor], stop: threadi
 
 def cli_main(argv: list[str]) -> int:
     from hmvnet.app.parsers import default_outputs, serve_parser
-    from hmvnet.app.pipeline import OUTPUT_PROFILES
+    from hmvnet.app.profiles import PROFILES
 
     args = serve_parser().parse_args(argv)
     args.outputs = args.outputs or default_outputs()
@@ -355,7 +356,7 @@ def cli_main(argv: list[str]) -> int:
     def load() -> CaseProcessor:
         from hmvnet.app.pipeline import Pipeline
 
-        survival = OUTPUT_PROFILES[args.outputs][1]
+        survival = PROFILES[args.outputs].needs_survival
         return Pipeline.load(args.weights, args.device, survival, folds=args.folds, tta=args.tta)
 
     token = os.environ.get(ENV_TOKEN, "").strip() or None

@@ -222,10 +222,13 @@ def read_outcomes(path: Path) -> pd.DataFrame:
 
 
 def evaluate_survival(
-    clinical: Path, risks: Path, n_bootstrap: int = 1000, seed: int = 0
+    clinical: Path, risks: Path, n_bootstrap: int = 1000, seed: int = 0, sign: float = 1.0
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """C-index of the risks against the outcomes with a bootstrap 95 % interval, and the joined table."""
-    outcomes, risk = read_outcomes(Path(clinical)), read_risks(Path(risks))
+    """C-index of the risks against the outcomes with a bootstrap 95 % interval, and the joined table.
+
+    ``sign`` -1 when the file holds the 2026 rfs.json value (higher = longer RFS): the C-index uses its negative.
+    """
+    outcomes, risk = read_outcomes(Path(clinical)), sign * read_risks(Path(risks))
     ids = [i for i in risk.index if i in outcomes.index]
     left_out = sorted(set(outcomes.index) - set(risk.index))
     unknown = sorted(set(risk.index) - set(outcomes.index))
@@ -256,7 +259,18 @@ def evaluate_survival(
 # ------------------------------------------------------------------------------------------ CLI
 def _print_table(results: dict[str, Any]) -> None:
     lines = [f"{'metric':<16} {'value':>10}"]
-    for key in (*SUMMARY_KEYS, "gtvn_tp", "gtvn_fp", "gtvn_fn", "n_cases", "n_survival", "n_events"):
+    for key in (
+        *SUMMARY_KEYS,
+        "ba_t",
+        "ba_n",
+        "hecktor2026_score",
+        "gtvn_tp",
+        "gtvn_fp",
+        "gtvn_fn",
+        "n_cases",
+        "n_survival",
+        "n_events",
+    ):
         if key in results:
             value = results[key]
             text = f"{value:.4f}" if isinstance(value, float) else str(value)
@@ -291,12 +305,20 @@ def cli_main(argv: list[str]) -> int:
         results["resampled"] = seg.resampled
         per_case = seg.per_case
     if args.clinical is not None:
-        surv, joined = evaluate_survival(args.clinical, args.risks, args.n_bootstrap, args.seed)
+        sign = -1.0 if args.rfs_convention == "longer" else 1.0
+        surv, joined = evaluate_survival(args.clinical, args.risks, args.n_bootstrap, args.seed, sign)
         results.update(surv)
         survival_rows = joined.rename_axis("case_id").reset_index()
         per_case = (
             survival_rows if per_case is None else per_case.merge(survival_rows, on="case_id", how="outer")
         )
+    if args.stages is not None:
+        from hmvnet.evaluation.staging_eval import combined_score, evaluate_staging
+
+        if args.clinical is None:
+            raise InputError("--stages needs --clinical (the table with T-stage and N-stage)")
+        results.update(evaluate_staging(args.clinical, args.stages))
+        results["hecktor2026_score"] = combined_score(results)
     _print_table(results)
     write_json(json_ready(results), args.out, indent=2)
     log.info("results written to %s", args.out)

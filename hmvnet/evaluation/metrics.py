@@ -424,3 +424,32 @@ def concordance_index_ci(
         return c, math.nan, math.nan
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return c, float(low), float(high)
+
+
+# ------------------------------------------------------------------------------------------- HECKTOR 2026 staging
+def balanced_accuracy(truth: Sequence[str], pred: Sequence[str]) -> float:
+    """Balanced accuracy (mean per-class recall over the classes present in ``truth``), the 2026 T/N metric.
+
+    scikit-learn's ``balanced_accuracy_score``; a predicted class absent from the truth lowers the recall of the
+    true class only. NaN for no cases.
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    if len(truth) == 0:
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "y_pred contains classes not in y_true"
+        return float(balanced_accuracy_score(list(truth), list(pred)))
+
+
+HECKTOR2026_WEIGHTS = {"dice": 0.25, "staging": 0.35, "c_index": 0.40}
+
+
+def hecktor2026_score(mean_dice_: float, ba_t: float, ba_n: float, c_index: float) -> float:
+    """2026 ranking score ``0.25 * mean Dice + 0.35 * mean(BA_T, BA_N) + 0.40 * C-index``.
+
+    ``c_index`` must already follow the 2026 convention (computed on the predicted RFS, higher = longer survival,
+    i.e. on ``-risk``). NaN when any input is NaN.
+    """
+    w = HECKTOR2026_WEIGHTS
+    return float(w["dice"] * mean_dice_ + w["staging"] * 0.5 * (ba_t + ba_n) + w["c_index"] * c_index)

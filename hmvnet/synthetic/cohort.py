@@ -64,6 +64,8 @@ CSV_COLUMNS = (
     "HPV Status",
     "RFS",
     "Relapse",
+    "T-stage",
+    "N-stage",
 )
 CLINICAL_KEYS = CSV_COLUMNS[1:10]
 
@@ -710,8 +712,18 @@ def generate_case(
         "pet_fwhm_mm": round(fwhm, 2),
         **geo,
     }
+    truth.update(_true_stages(label, patient.x0, rng_seed))
     clinical = {k: (None if missing[k] else v) for k, v in clinical_true.items()}
     return SynthCase(pid=pid, ct=ct, pet=pet, label=label, clinical=clinical, truth=truth)
+
+
+def _true_stages(label: sitk.Image, midline_x_mm: float, rng_seed: int) -> dict[str, str]:
+    """T-stage / N-stage columns from the true label and midline (hmvnet.staging.truth: rule + stated noise)."""
+    from hmvnet.staging.geometry import staging_geometry
+    from hmvnet.staging.truth import synthetic_stages
+
+    geometry = staging_geometry(label, midline_x_mm=midline_x_mm)
+    return synthetic_stages(geometry, np.random.default_rng([int(rng_seed), 13]))
 
 
 def _box(grid: Grid) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -813,6 +825,7 @@ def _write_training_case(args: tuple[str, int, str, str]) -> tuple[dict[str, Any
     for suffix in ("__CT", "__PT"):
         _link_or_copy(t1 / f"{pid}{suffix}.nii.gz", Path(out_dir) / "Task 2" / pid / f"{pid}{suffix}.nii.gz")
     row = {"PatientID": pid, **case.clinical, "RFS": case.truth["RFS"], "Relapse": case.truth["Relapse"]}
+    row.update({k: case.truth[k] for k in ("T-stage", "N-stage")})
     return row, case.truth
 
 

@@ -94,3 +94,26 @@ def test_skipped_folders_orphan_partials_and_truncated_masks(full_weights, tmp_p
     assert not orphan.exists()
     redone = json.loads((out / case / "result.json").read_text())
     assert redone["status"] == "ok" and redone["mask_bytes"] == mask.stat().st_size > 100
+
+
+@pytest.mark.slow  # two predict runs over three cases (about 30 s here)
+def test_predict_hecktor2026_rfs_is_anti_ordered_with_the_2025_risk(full_weights, tmp_path):
+    write_tiny_cohort(tmp_path / "data", n_cases=3, seed=23)
+    base = ["--input", str(tmp_path / "data"), "--weights", str(full_weights), "--device", "cpu"]
+    assert cli_main([*base, "--output", str(tmp_path / "a"), "--outputs", "both"]) == 0
+    assert cli_main([*base, "--output", str(tmp_path / "b"), "--outputs", "hecktor2026"]) == 0
+    risk = {
+        c: json.loads((tmp_path / "a" / c / "rfs.json").read_text())
+        for c in ("CHUM-000", "MDA-001", "CHUM-002")
+    }
+    rfs = {c: json.loads((tmp_path / "b" / c / "rfs.json").read_text()) for c in risk}
+    assert all(rfs[c] == -risk[c] for c in risk)
+    summary = pd.read_csv(tmp_path / "b" / "summary.csv")
+    assert set(summary["t_stage"]) <= {"T1", "T2", "T3", "T4"} and set(summary["n_stage"]) <= {
+        "N0",
+        "N1",
+        "N2",
+        "N3",
+    }
+    for c in risk:
+        assert isinstance(json.loads((tmp_path / "b" / c / "t-stage.json").read_text()), str)

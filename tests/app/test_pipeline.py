@@ -106,9 +106,20 @@ def test_both_profile_writes_mask_and_finite_deterministic_risk(full_weights, gc
     assert isinstance(risk_a, float) and np.isfinite(risk_a)
     assert risk_a == risk_b == first["risk"] == second["risk"]
     assert (tmp_path / "a" / SEG_2025).is_file()
-    # the 2026 profile writes its own segmentation path and the risk
-    pipeline.process_case(gc_input, tmp_path / "c", outputs="hecktor2026")
-    assert (tmp_path / "c" / SEG_2026).is_file() and (tmp_path / "c" / "rfs.json").is_file()
+    # the 2026 profile writes its own segmentation path, -risk (higher = longer RFS) and T / N stages as strings
+    result = pipeline.process_case(gc_input, tmp_path / "c", outputs="hecktor2026")
+    assert (tmp_path / "c" / SEG_2026).is_file()
+    rfs = json.loads((tmp_path / "c" / "rfs.json").read_text())
+    assert isinstance(rfs, float) and rfs == -risk_a == result["rfs_value"] and result["risk"] == risk_a
+    t_stage = json.loads((tmp_path / "c" / "t-stage.json").read_text())
+    n_stage = json.loads((tmp_path / "c" / "n-stage.json").read_text())
+    assert t_stage in {"T1", "T2", "T3", "T4"} and n_stage in {"N0", "N1", "N2", "N3"}
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "images",
+        "n-stage.json",
+        "rfs.json",
+        "t-stage.json",
+    ]
     # survival only: no mask written
     pipeline.process_case(gc_input, tmp_path / "d", outputs="survival")
     assert not (tmp_path / "d" / "images").exists() and (tmp_path / "d" / "rfs.json").is_file()
@@ -182,3 +193,16 @@ def test_pipeline_makes_no_network_connection(full_weights, gc_input, tmp_path, 
     pipeline = Pipeline.load(full_weights, "cpu")
     pipeline.process_case(gc_input, tmp_path / "out", outputs="both")
     assert np.isfinite(json.loads((tmp_path / "out" / "rfs.json").read_text()))
+
+
+def test_hecktor2026_ehr_keys_give_a_valid_risk_and_stages(full_weights, gc_input, tmp_path):
+    from hmvnet.data.clinical_record import read_ehr
+
+    ehr = '{"CenterID": 5, "Age": 64, "Gender": 1, "Tobacco Consumption": 0, "Alcohol Consumption": 1, ' \
+          '"Performance Status": 0, "Treatment": 1, "HPV Status": 1,}'  # fmt: skip  # the sample's trailing comma
+    (gc_input / "ehr.json").write_text(ehr)
+    record = read_ehr(gc_input / "ehr.json")
+    assert (record.center_id, record.hpv_status, record.treatment, record.m_stage) == (5, 1, 1, None)
+    result = Pipeline.load(full_weights, "cpu").process_case(gc_input, tmp_path / "o", outputs="hecktor2026")
+    assert np.isfinite(result["risk"]) and result["rfs_value"] == -result["risk"]
+    assert result["t_stage"] in {"T1", "T2", "T3", "T4"} and result["n_stage"] in {"N0", "N1", "N2", "N3"}

@@ -290,3 +290,21 @@ def test_oracle_c_index_event_rate_and_volumes():
     assert c_index > 0.65, c_index
     assert concordance_index_censored(event, time, -risk)[0] < 0.35  # the sign: higher risk = earlier relapse
     _volumes_ok(truths)
+
+
+def test_t_and_n_stage_columns_follow_the_true_label_geometry(cohort):
+    from hmvnet.staging.geometry import staging_geometry
+    from hmvnet.staging.truth import synthetic_stages
+    from hmvnet.synthetic.cohort import case_seed, draw_case
+
+    a = cohort / "a"
+    with (a / TASK2_CSV).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        pid = row["PatientID"]
+        assert row["T-stage"] in {"T0", "T1", "T2", "T3", "T4"} and row["N-stage"] in {"N0", "N1", "N2", "N3"}
+        seed = case_seed(11, int(pid.split("-")[1]) - 1)  # NNN = index + 1
+        label = sitk.ReadImage(str(a / "Task 1" / pid / f"{pid}.nii.gz"))
+        geometry = staging_geometry(label, midline_x_mm=draw_case(pid, seed, "small").patient.x0)
+        expected = synthetic_stages(geometry, np.random.default_rng([seed, 13]))
+        assert (row["T-stage"], row["N-stage"]) == (expected["T-stage"], expected["N-stage"])
