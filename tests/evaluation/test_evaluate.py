@@ -174,7 +174,7 @@ def test_no_matching_prediction_is_always_an_error(tmp_path):
         evaluate_folders(pred, gt)
     write_mask(cohort()[1]["A"], pred / "A_segmentation.nii.gz")  # an unknown naming
     argv = ["--pred", str(pred), "--gt", str(gt), "--allow-missing"]
-    with pytest.raises(InputError, match="found: A_segmentation.nii.gz"):
+    with pytest.raises(InputError, match=r"found: A_segmentation\.nii\.gz"):
         cli_main(argv)
     assert run_cli(cli_main, argv) == 2
 
@@ -301,7 +301,7 @@ def test_patient_without_prediction_row_is_a_tie_and_reported(tmp_path):
 
 
 def test_challenge_prediction_table_rfs_folder_and_2026_sign(tmp_path):
-    clinical, risks = write_survival(tmp_path, ["5", "3", "4", "2", "2", "1", "7"])
+    clinical, _ = write_survival(tmp_path, ["5", "3", "4", "2", "2", "1", "7"])
     ids, values = ["P0", "P1", "P2", "P3", "P4", "P5"], [5, 3, 4, 2, 2, 1]
     challenge = tmp_path / "submission.csv"
     pd.DataFrame({"PatientID": ids, "Prediction": values}).to_csv(challenge, index=False)
