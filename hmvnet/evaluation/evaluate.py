@@ -235,8 +235,9 @@ def cli_main(argv: list[str]) -> int:
         results["missing_risks"] = surv.missing
         results["unmatched_risks"] = surv.unknown
         per_case = _merge(per_case, surv)
-        if surv.missing:
-            incomplete.append(f"{len(surv.missing)} missing risk(s)")
+        n_nan = surv.summary["n_nan_risks"]
+        if surv.missing or n_nan:
+            incomplete.append(f"{len(surv.missing)} missing, {n_nan} empty/NaN risk(s)")
     text = json.dumps(json_ready(results), indent=2)
     if args.out is None:
         print(_format_table(results), file=sys.stderr)

@@ -269,7 +269,8 @@ def test_c_index_from_clinical_and_risks(tmp_path):
 def test_missing_risk_counts_as_tie(tmp_path):
     clinical, risks = write_survival(tmp_path, ["5", "3", "4", "", "2", "1", "7"])  # P3 failed: empty risk
     out = tmp_path / "r.json"
-    assert cli_main(["--clinical", str(clinical), "--risks", str(risks), "--out", str(out)]) == 0
+    argv = ["--clinical", str(clinical), "--risks", str(risks), "--out", str(out)]
+    assert cli_main(argv) == 1  # an empty risk makes the run incomplete
     results = json.loads(out.read_text())
     assert results["c_index"] == pytest.approx(8.0 / 11)
     assert results["n_nan_risks"] == 1
@@ -345,3 +346,15 @@ def test_eval_py_help():
     )
     assert done.returncode == 0, done.stderr
     assert "--pred" in done.stdout and "--risks" in done.stdout
+
+
+def test_readme_command_works_verbatim(tmp_path, capsys):
+    """README: `hmvnet evaluate --pred DIR --gt DIR` (no --out) through the real CLI entry point."""
+    from hmvnet.app.cli import main
+
+    truths, preds = cohort()
+    pred, gt = build(tmp_path, preds={**preds, "C": truths["C"]})  # every case predicted (C perfectly)
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--n-bootstrap", "50"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["gtvp_dsc"] == pytest.approx((0.75 + 1.0 + 1.0) / 3)
+    assert results["n_missing_predictions"] == 0 and results["unmatched_predictions"] == ["D"]
