@@ -108,7 +108,8 @@ def segmentation_section() -> list[str]:
         f"Demo weights with the default post-processing ({default['preset']}, threshold {default['threshold']}, "
         f"components ≥ {default['min_volume_mm3']:.0f} mm³, {default['output_interpolation']} mapping to the CT "
         f"grid); metrics on the original CT grid through the same code as `process.py` ({data['machine']}). "
-        f"Targets for the demo weights (issue): {TARGETS}.",
+        f"Targets for the demo weights (issue): {TARGETS}. GTVn aggDSC weighs each case by its voxel volume in "
+        "mm³, as the organisers' code does (docs/evaluation.md); the tables were regenerated with it in issue 14.",
         "",
         *summary,
         "",
@@ -116,7 +117,8 @@ def segmentation_section() -> list[str]:
         "to keep the best epoch and to choose the post-processing; optimistic by construction.",
         "* **held-out A** (`hmvnet synth --cases 24 --seed 202`): never trained on, but scored after each earlier "
         "training stage, and once before a choice: the first default chosen on validation without a volume sweep "
-        "(primary_mass, 0.7, 50 mm³, nearest; GTVp 0.845, aggDSC 0.702, F1 0.620 with the stage-1 weights) showed "
+        "(primary_mass, 0.7, 50 mm³, nearest; GTVp 0.845, aggDSC 0.702 counted in voxels, F1 0.620 with the "
+        "stage-1 weights) showed "
         "many small false-positive nodes there, which prompted the sweep of the smallest kept component, decided "
         "on validation only. Mildly optimistic.",
         "* **held-out B** (`hmvnet synth --cases 24 --seed 404`): generated before the stage-2 training, scored "
