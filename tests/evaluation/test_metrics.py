@@ -399,3 +399,11 @@ def test_cropping_to_the_foreground_changes_no_metric():
     empty_row, found = case_metrics(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)), spacing)
     assert empty_row["dice_gtvp"] == 1.0 and found.counts == DetectionCounts()
     assert math.isnan(empty_row["hd95_gtvn_mm"])
+
+
+def test_risks_closer_than_1e_8_are_ties():
+    time, event = [1.0, 2.0], [1, 0]  # one comparable pair: patient 0 relapsed first
+    assert concordance_index(time, event, [1.0 + 5e-9, 1.0]) == 0.5  # tie, both code paths
+    assert concordance_index(time, event, [np.nan, 1.0]) == 0.5
+    assert concordance_index(time, event, [1.0 + 1e-6, 1.0]) == 1.0
+    assert harrell(np.array(time), np.array(event, bool), np.array([1.0 + 5e-9, 1.0])) == 0.5
