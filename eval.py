@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The seed README's `python eval.py`: challenge metrics (same as `hmvnet evaluate`).
 
-python eval.py --pred DIR --gt DIR [--clinical CSV --risks CSV] --out results.json [--per-case CSV]
+python eval.py --pred DIR --gt DIR [--clinical CSV --risks CSV|DIR] [--out results.json] [--per-case CSV]
 """
 
 import logging

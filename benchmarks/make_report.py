@@ -80,6 +80,13 @@ def variant_table(data: dict, default: dict, compact: bool = False) -> list[str]
     return lines
 
 
+def voxel_note(data: dict) -> str:
+    """A mark for a results JSON whose aggregated Dice still counts voxels (written before issue 14)."""
+    return (
+        "" if data.get("gtvn_agg_dsc_weighting") == "mm3" else " (aggDSC counted in voxels, not regenerated)"
+    )
+
+
 def default_row(data: dict, default: dict) -> dict:
     return next(r for r in data["results"] if is_variant(r, default))
 
@@ -101,14 +108,15 @@ def segmentation_section() -> list[str]:
             d = json.loads(p.read_text())
             r = default_row(d, default)
             summary.append(
-                f"| {name} | {d['n_cases']} | {fmt(r['gtvp_dsc'])} | {fmt(r['gtvn_agg_dsc'])} | "
+                f"| {name}{voxel_note(d)} | {d['n_cases']} | {fmt(r['gtvp_dsc'])} | {fmt(r['gtvn_agg_dsc'])} | "
                 f"{fmt(r['gtvn_agg_f1'])} ({r['gtvn_tp']}/{r['gtvn_fp']}/{r['gtvn_fn']}) | {fmt(r['task1_score'])} |"
             )
     lines = [
         f"Demo weights with the default post-processing ({default['preset']}, threshold {default['threshold']}, "
         f"components ≥ {default['min_volume_mm3']:.0f} mm³, {default['output_interpolation']} mapping to the CT "
         f"grid); metrics on the original CT grid through the same code as `process.py` ({data['machine']}). "
-        f"Targets for the demo weights (issue): {TARGETS}.",
+        f"Targets for the demo weights (issue): {TARGETS}. GTVn aggDSC weighs each case by its voxel volume in "
+        "mm³, as the organisers' code does (docs/evaluation.md); the tables were regenerated with it in issue 14.",
         "",
         *summary,
         "",
@@ -116,7 +124,8 @@ def segmentation_section() -> list[str]:
         "to keep the best epoch and to choose the post-processing; optimistic by construction.",
         "* **held-out A** (`hmvnet synth --cases 24 --seed 202`): never trained on, but scored after each earlier "
         "training stage, and once before a choice: the first default chosen on validation without a volume sweep "
-        "(primary_mass, 0.7, 50 mm³, nearest; GTVp 0.845, aggDSC 0.702, F1 0.620 with the stage-1 weights) showed "
+        "(primary_mass, 0.7, 50 mm³, nearest; GTVp 0.845, aggDSC 0.702 counted in voxels, F1 0.620 with the "
+        "stage-1 weights) showed "
         "many small false-positive nodes there, which prompted the sweep of the smallest kept component, decided "
         "on validation only. Mildly optimistic.",
         "* **held-out B** (`hmvnet synth --cases 24 --seed 404`): generated before the stage-2 training, scored "
@@ -127,7 +136,7 @@ def segmentation_section() -> list[str]:
     if val_path.is_file():
         val = json.loads(val_path.read_text())
         lines += [
-            f"**Validation ({val['n_cases']} phantoms), every variant.** Command: `python "
+            f"**Validation ({val['n_cases']} phantoms), every variant{voxel_note(val)}.** Command: `python "
             "benchmarks/postprocessing_comparison.py --data data/seg_train --split weights/segmentation/split.json "
             "--weights weights --min-volumes 50 100 200 400 600 --out docs/results/postprocessing_val.json`. The "
             "default is the row with the best Task-1 proxy (a tie between smallest-component volumes goes to the smaller). Phantom nodes are at least 0.4 ml by construction, so the "
@@ -137,7 +146,7 @@ def segmentation_section() -> list[str]:
             "",
         ]
     lines += [
-        f"**Held-out A ({data['n_cases']} phantoms), every variant.** Command: `python "
+        f"**Held-out A ({data['n_cases']} phantoms), every variant{voxel_note(data)}.** Command: `python "
         "benchmarks/postprocessing_comparison.py --data data/seg_heldout --weights weights "
         "--min-volumes 50 100 200 400 600 --out docs/results/postprocessing.json`.",
         "",
@@ -147,7 +156,8 @@ def segmentation_section() -> list[str]:
     fresh = RESULTS / "postprocessing_heldout2.json"
     if fresh.is_file():
         lines += [
-            f"**Held-out B ({json.loads(fresh.read_text())['n_cases']} phantoms), default volume and mapping per "
+            f"**Held-out B ({json.loads(fresh.read_text())['n_cases']} phantoms){voxel_note(json.loads(fresh.read_text()))}, "
+            "default volume and mapping per "
             "preset and threshold, and the paper's chain as written.** Command: `python "
             "benchmarks/postprocessing_comparison.py --data data/seg_heldout2 --weights weights "
             "--min-volumes 50 400 --out docs/results/postprocessing_heldout2.json`.",

@@ -31,6 +31,9 @@ from hmvnet.segmentation.segmenter import Segmenter
 PRESETS = ("paper", "label_aware", "primary_mass")
 THRESHOLDS = (0.7, 0.5)
 INTERPOLATIONS = ("nearest", "linear")
+AGG_WEIGHTING = (
+    "mm3"  # aggregated Dice weighted by each case's voxel volume (issue 14); older JSONs lack the key
+)
 
 
 def main() -> None:
@@ -96,6 +99,7 @@ def main() -> None:
             "output_interpolation": base.output_interpolation,
         },
         "seconds": time.perf_counter() - start,
+        "gtvn_agg_dsc_weighting": AGG_WEIGHTING,
         "results": [
             {
                 "preset": p,

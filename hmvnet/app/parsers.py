@@ -159,38 +159,50 @@ def _float_or_nan(text: str) -> float:
 def evaluate_parser() -> argparse.ArgumentParser:
     parser = _parser(
         "evaluate",
-        "Challenge metrics: GTVp Dice, GTVn aggregated Dice and detection F1, Task-1 proxy score, "
-        "and the C-index of risks (higher = earlier relapse) with a bootstrap 95% interval.",
+        "Challenge metrics: GTVp Dice, GTVn aggregated Dice (mm^3-weighted) and detection F1, Task-1 proxy score, "
+        "and the C-index, each with a bootstrap 95% interval. Without --out the JSON goes to stdout. Exit code 1 "
+        "when predictions or risks are missing or invalid (scored as empty / as ties). Definitions and file "
+        "namings: docs/evaluation.md.",
     )
-    parser.add_argument("-i", "--pred", type=Path, help="predicted masks (one per case; layouts in the docs)")
+    parser.add_argument(
+        "-i", "--pred", type=Path, help="predicted masks: <id>.nii.gz|.mha, <id>_prediction.*, <id>_pred.*, "
+        "<id>/<id>.*, <id>/mask.*, <id>/images/<task>/output.mha",
+    )  # fmt: skip
     parser.add_argument("--gt", type=Path, help="truth masks ('Task 1/<id>/<id>.nii.gz' or '<id>.nii.gz')")
     parser.add_argument("--clinical", type=Path, help="HECKTOR Task 2 CSV (PatientID, RFS, Relapse)")
-    parser.add_argument("--risks", type=Path, help="CSV with PatientID (or case_id) and risk")
-    parser.add_argument("-o", "--out", type=Path, required=True, help="results JSON to write")
     parser.add_argument(
-        "--per-case", type=Path, help="per-case CSV to write (dice, hd95, volumes, components)"
-    )
+        "--risks", type=Path, help="CSV with PatientID (or case_id) and Prediction (or risk), or a folder of "
+        "<id>/rfs.json",
+    )  # fmt: skip
+    parser.add_argument(
+        "--risk-convention", choices=("risk", "rfs2026"), default="risk",
+        help="sign of --risks: 'risk' = higher is earlier relapse (HECKTOR 2025, hmvnet); 'rfs2026' = higher is "
+        "longer survival (HECKTOR 2026 rfs.json), negated before scoring (default: risk)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only-predicted", action="store_true",
+        help="score only patients with a prediction row (default: every patient of --clinical, missing = tie)",
+    )  # fmt: skip
+    parser.add_argument("-o", "--out", type=Path, help="results JSON to write (default: print it to stdout)")
+    parser.add_argument("--per-case", type=Path, help="per-case CSV to write (every metric, status, risk)")
     parser.add_argument("--no-hd95", action="store_true", help="skip HD95 (faster)")
     parser.add_argument(
-        "--empty-both",
-        type=_float_or_nan,
-        default=1.0,
-        help="Dice of a case where prediction and truth are both empty ('nan' leaves it out)",
-    )
+        "--empty-both", type=_float_or_nan, default=1.0,
+        help="GTVp Dice of a case where prediction and truth are both empty (default 1.0; 'nan' leaves it out)",
+    )  # fmt: skip
     parser.add_argument(
-        "--n-bootstrap", type=int, default=1000, help="bootstrap resamples for the C-index CI"
+        "--allow-missing",
+        action="store_true",
+        help="exit 0 even when predictions or risks are missing/invalid",
     )
+    parser.add_argument("--strict", action="store_true", help="an invalid prediction is an error (exit 2)")
+    parser.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument(
         "--stages",
         type=Path,
         help="CSV with PatientID (or case_id), t_stage, n_stage (2026; needs --clinical)",
     )
-    parser.add_argument(
-        "--rfs-convention", choices=["risk", "longer"], default="risk",
-        help="what --risks' 'risk' column holds: a risk (2025) or the 2026 rfs.json value (higher = longer "
-        "RFS; the C-index and the 2026 score then use its negative)",
-    )  # fmt: skip
     return parser
 
 

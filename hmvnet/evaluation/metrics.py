@@ -10,8 +10,9 @@ public source settles):
 - GTVp: Dice per patient on label 1, averaged over patients. When prediction and truth are both empty the case
   scores ``empty_both`` (default 1.0; what the official code does is unconfirmed); an empty prediction with a
   non-empty truth scores 0.
-- GTVn aggregated Dice: ``2 * sum_i |P_i ∩ G_i| / sum_i (|P_i| + |G_i|)`` over all cases, voxel-wise, no matching;
-  NaN when both sums are 0 (no GTVn anywhere).
+- GTVn aggregated Dice: ``2 * sum_i |P_i ∩ G_i| v_i / sum_i (|P_i| + |G_i|) v_i`` over all cases, ``v_i`` the
+  voxel volume of case ``i`` in mm^3 (each case on its own grid; as the 2022 notebook and the 2025 ``DiceAggScore``
+  compute it), no matching; NaN when both sums are 0 (no GTVn anywhere; our choice).
 - GTVn aggregated detection F1: 26-connected components of prediction and truth per case; a (prediction, truth)
   pair matches when IoU > 0.3; greedy one-to-one matching by descending IoU (connectivity and matching rule are
   unconfirmed); TP/FP/FN summed over cases, ``F1 = 2TP / (2TP + FP + FN)``, NaN when the denominator is 0.
@@ -100,30 +101,37 @@ def mean_dice(
 
 @dataclass
 class AggregateDice:
-    """Accumulator of the aggregated Dice of one label over cases: ``2 * sum|P∩G| / sum(|P|+|G|)``, voxel-wise.
+    """Accumulator of the aggregated Dice of one label over cases, weighted by physical volume:
+    ``2 * sum_i |P_i ∩ G_i| v_i / sum_i (|P_i| + |G_i|) v_i`` with ``v_i`` the voxel volume of case ``i`` in mm^3.
 
-    ``update(pred, truth)`` once per case; ``value`` is NaN while both sums are 0.
+    This is the organisers' definition (HECKTOR 2022 evaluation notebook, HECKTOR 2025 ``DiceAggScore``: per case
+    TP and volume sums in mm^3 from the image spacing, summed over cases). Cases on different grids weigh by their
+    lesion volume in mm^3, not by their voxel counts. ``update(pred, truth, spacing)`` once per case (``spacing``
+    ``(x, y, z)`` mm; None = 1 mm isotropic); ``value`` is NaN while both sums are 0 (our choice: the 2025 code
+    returns 1.0 there). ``intersection_mm3`` and ``total_mm3`` are the running sums in mm^3.
     """
 
     label: int = Label.GTVN
-    intersection: int = 0
-    total: int = 0
+    intersection_mm3: float = 0.0
+    total_mm3: float = 0.0
 
-    def update(self, pred: np.ndarray, truth: np.ndarray) -> None:
+    def update(self, pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> None:
         p, g = _array(pred) == self.label, _array(truth) == self.label
-        self.intersection += int(np.count_nonzero(p & g))
-        self.total += int(np.count_nonzero(p)) + int(np.count_nonzero(g))
+        voxel_mm3 = 1.0 if spacing is None else 1000.0 * _voxel_ml(spacing)
+        self.intersection_mm3 += int(np.count_nonzero(p & g)) * voxel_mm3
+        self.total_mm3 += (int(np.count_nonzero(p)) + int(np.count_nonzero(g))) * voxel_mm3
 
     @property
     def value(self) -> float:
-        return 2.0 * self.intersection / self.total if self.total else math.nan
+        return 2.0 * self.intersection_mm3 / self.total_mm3 if self.total_mm3 else math.nan
 
 
-def aggregated_dice(pairs: Iterable[tuple[np.ndarray, np.ndarray]], label: int = Label.GTVN) -> float:
-    """Aggregated Dice of ``label`` over ``(pred, truth)`` pairs (see :class:`AggregateDice`)."""
+def aggregated_dice(pairs: Iterable[tuple[Any, ...]], label: int = Label.GTVN) -> float:
+    """Aggregated Dice of ``label`` over ``(pred, truth)`` or ``(pred, truth, spacing)`` tuples, weighted by each
+    case's voxel volume in mm^3 (see :class:`AggregateDice`; no spacing = 1 mm isotropic)."""
     acc = AggregateDice(label)
-    for p, g in pairs:
-        acc.update(p, g)
+    for pred, truth, *rest in pairs:
+        acc.update(pred, truth, rest[0] if rest else None)
     return acc.value
 
 
@@ -251,7 +259,8 @@ def case_metrics(
     """Per-case metrics of one ``(z, y, x)`` prediction against its truth.
 
     Returns a flat row (``dice_gtvp``, ``dice_gtvn``, ``hd95_gtvp_mm``, ``hd95_gtvn_mm`` (if ``with_hd95``),
-    ``vol_pred_<l>_ml``, ``vol_truth_<l>_ml``, ``vol_diff_<l>_ml`` = prediction - truth, ``n_pred_<l>`` and
+    ``vol_pred_<l>_ml``, ``vol_truth_<l>_ml``, ``vol_diff_<l>_ml`` = prediction - truth, ``vol_overlap_<l>_ml`` =
+    ``|P ∩ G|`` (the aggregated Dice's per-case terms), ``n_pred_<l>`` and
     ``n_truth_<l>`` 26-connected component counts, and GTVn ``tp``, ``fp``, ``fn``) and the GTVn detection.
     ``spacing`` is ``(x, y, z)`` mm; without it volumes are in voxels/1000 and HD95 in voxels.
     """
@@ -268,6 +277,7 @@ def case_metrics(
         row[f"vol_pred_{name}_ml"] = n_p * _voxel_ml(sp)
         row[f"vol_truth_{name}_ml"] = n_g * _voxel_ml(sp)
         row[f"vol_diff_{name}_ml"] = (n_p - n_g) * _voxel_ml(sp)
+        row[f"vol_overlap_{name}_ml"] = n_pg * _voxel_ml(sp)
         found = match_components(p, g)
         row[f"n_pred_{name}"] = found.n_pred
         row[f"n_truth_{name}"] = found.n_truth
@@ -299,7 +309,7 @@ class SegmentationScorer:
         pred, truth = crop_to_foreground(pred, truth)
         row, found = case_metrics(pred, truth, spacing, self.with_hd95, self.empty_both)
         self.gtvp_dice.append(row["dice_gtvp"])
-        self.gtvn_agg.update(pred, truth)
+        self.gtvn_agg.update(pred, truth, spacing)
         self.detection = self.detection + found.counts
         return row
 
@@ -323,7 +333,8 @@ def evaluate_segmentations(
     pairs: Iterable[tuple[Any, ...]], with_hd95: bool = False, empty_both: float = 1.0
 ) -> dict[str, float]:
     """Task-1 summary (see :class:`SegmentationScorer`) over ``(pred, truth)`` or ``(pred, truth, spacing)``
-    tuples of ``(z, y, x)`` label maps; spacing ``(x, y, z)`` mm, used only by HD95 (off by default)."""
+    tuples of ``(z, y, x)`` label maps; spacing ``(x, y, z)`` mm (None = 1 mm isotropic) weighs the aggregated
+    Dice by voxel volume and scales HD95 (off by default)."""
     scorer = SegmentationScorer(with_hd95=with_hd95, empty_both=empty_both)
     for item in pairs:
         pred, truth, *rest = item

@@ -60,7 +60,7 @@ def evaluate_staging(clinical_path: Any, stages_path: Any) -> dict[str, Any]:
 
 def combined_score(results: dict[str, Any]) -> float:
     """The 2026 score from ``results`` (mean Dice = mean of GTVp Dice and GTVn aggregated Dice); NaN if a part
-    is missing. The C-index in ``results`` must be the 2026-convention one (see ``--rfs-convention``)."""
+    is missing. The C-index in ``results`` must be the 2026-convention one (see ``--risk-convention``)."""
     parts = [results.get(k, math.nan) for k in ("gtvp_dsc", "gtvn_agg_dsc", "ba_t", "ba_n", "c_index")]
     gtvp, gtvn, ba_t, ba_n, c = (float(v) for v in parts)
     return hecktor2026_score(0.5 * (gtvp + gtvn), ba_t, ba_n, c)

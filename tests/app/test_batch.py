@@ -39,9 +39,12 @@ def test_predict_cohort_with_a_broken_case_resume_and_evaluate(full_weights, coh
     after = {c: (out / c / "result.json").stat().st_mtime_ns for c in ok["case_id"]}
     assert before == after
     results = tmp_path / "results.json"
-    assert evaluate_main(["--pred", str(out), "--gt", str(cohort), "--out", str(results), "--no-hd95"]) == 0
+    argv = ["--pred", str(out), "--gt", str(cohort), "--out", str(results), "--no-hd95"]
+    assert evaluate_main(argv) == 1  # the failed case has no mask: scored as empty, named, exit code 1
     scores = json.loads(results.read_text())
     assert scores["n_cases"] == 3 and 0.0 <= scores["gtvp_dsc"] <= 1.0
+    assert scores["missing_predictions"] == ["MDA-001"]
+    assert evaluate_main([*argv, "--allow-missing"]) == 0
 
 
 def test_shards_split_the_cohort(full_weights, cohort, tmp_path):

@@ -65,6 +65,11 @@ PRED_LAYOUTS = {
     "folder": "{id}/{id}.nii.gz",
     "predict": "{id}/mask.mha",
     "process": "{id}/images/tumor-lymph-node-segmentation/output.mha",
+    "process2026": "{id}/images/head-neck-tumor-segmentation/output.mha",
+    "mha": "{id}.mha",
+    "organisers": "{id}_prediction.nii.gz",
+    "pred": "{id}_pred.nii.gz",
+    "hmvnet_predict": "{id}/{id}.mha",
 }
 GT_LAYOUTS = {"hecktor": "Task 1/{id}/{id}.nii.gz", "flat": "{id}.nii.gz"}
 
@@ -90,8 +95,10 @@ def build(tmp_path: Path, pred_layout="flat", gt_layout="hecktor", preds=None) -
 def test_scores_in_every_prediction_layout(tmp_path, pred_layout):
     pred, gt = build(tmp_path, pred_layout=pred_layout)
     out = tmp_path / "results.json"
-    assert cli_main(["--pred", str(pred), "--gt", str(gt), "--out", str(out), "--no-hd95"]) == 0
+    argv = ["--pred", str(pred), "--gt", str(gt), "--out", str(out), "--no-hd95", "--n-bootstrap", "50"]
+    assert cli_main(argv) == 1  # case C has no prediction: results written, exit code 1
     results = json.loads(out.read_text())
+    assert results["n_missing_predictions"] == 1
     assert results["gtvp_dsc"] == pytest.approx(GTVP)
     assert results["gtvn_agg_dsc"] == pytest.approx(AGG)
     assert results["gtvn_agg_f1"] == pytest.approx(F1)
@@ -109,7 +116,7 @@ def test_truth_layouts_and_per_case_table(tmp_path, gt_layout):
     gt_arg = gt / "Task 1" if gt_layout == "hecktor" else gt  # GT may point at 'Task 1' itself
     out, per_case = tmp_path / "r.json", tmp_path / "cases.csv"
     argv = ["--pred", str(pred), "--gt", str(gt_arg), "--out", str(out), "--per-case", str(per_case)]
-    assert cli_main(argv) == 0
+    assert cli_main([*argv, "--allow-missing"]) == 0
     assert json.loads(out.read_text())["gtvp_dsc"] == pytest.approx(GTVP)
     table = pd.read_csv(per_case).set_index("case_id")
     assert list(table.index) == ["A", "B", "C"]
@@ -124,24 +131,77 @@ def test_truth_layouts_and_per_case_table(tmp_path, gt_layout):
     assert math.isnan(table.loc["C", "hd95_gtvp_mm"])
 
 
-def test_spacing_mismatch_is_an_error(tmp_path):
+def test_spacing_mismatch_is_scored_empty_or_an_error_with_strict(tmp_path):
     pred, gt = build(tmp_path)
     write_mask(cohort()[1]["B"], pred / "B.nii.gz", spacing=(2.0, 1.0, 1.5001))
     with pytest.raises(InputError, match=r"case B: spacing \(2, 1, 1.5001\d*\) mm .* \(2, 1, 1.5\) mm"):
-        evaluate_folders(pred, gt)
-    # through the CLI wrapper: a one-line error and exit code 2, no results written
+        evaluate_folders(pred, gt, strict=True)
+    # through the CLI wrapper with --strict: a one-line error and exit code 2, no results written
     out = tmp_path / "r.json"
-    assert run_cli(cli_main, ["--pred", str(pred), "--gt", str(gt), "--out", str(out)]) == 2
+    assert run_cli(cli_main, ["--pred", str(pred), "--gt", str(gt), "--out", str(out), "--strict"]) == 2
     assert not out.exists()
+    # default: B is reported with its reason and scored as an empty prediction; the other cases still count
+    result = evaluate_folders(pred, gt, with_hd95=False)
+    assert list(result.invalid_predictions) == ["B"]
+    assert "spacing" in result.invalid_predictions["B"]
+    table = result.per_case.set_index("case_id")
+    assert table.loc["B", "status"] == "invalid_prediction" and "1.5001" in table.loc["B", "reason"]
+    assert result.summary["gtvp_dsc"] == pytest.approx((0.75 + 0.0 + 0.0) / 3)
+    assert result.summary["n_invalid_predictions"] == 1
+    assert run_cli(cli_main, ["--pred", str(pred), "--gt", str(gt), "--out", str(out), "--no-hd95"]) == 1
+    assert json.loads(out.read_text())["invalid_predictions"]["B"].startswith("prediction of case B")
 
 
-def test_labels_outside_0_1_2_are_an_error(tmp_path):
+def test_labels_outside_0_1_2_are_scored_empty_or_an_error_with_strict(tmp_path):
     pred, gt = build(tmp_path)
     bad = cohort()[1]["A"].copy()
     bad[0, 0, 0] = 3
     write_mask(bad, pred / "A.nii.gz")
     with pytest.raises(InputError, match=r"prediction of case A: .*labels \{0, 1, 2, 3\}"):
+        evaluate_folders(pred, gt, strict=True)
+    result = evaluate_folders(pred, gt, with_hd95=False)
+    assert "labels {0, 1, 2, 3}" in result.invalid_predictions["A"]
+    assert result.summary["gtvp_dsc"] == pytest.approx((0.0 + 1.0 + 0.0) / 3)
+    (pred / "B.nii.gz").write_bytes(b"not an image")  # unreadable: reported the same way
+    assert "cannot read" in evaluate_folders(pred, gt, with_hd95=False).invalid_predictions["B"]
+
+
+def test_no_matching_prediction_is_always_an_error(tmp_path):
+    pred, gt = build(tmp_path, preds={})
+    for path in pred.iterdir():
+        path.unlink()
+    with pytest.raises(InputError, match=r"no prediction matches any of the 3 truth cases .*found: nothing"):
         evaluate_folders(pred, gt)
+    write_mask(cohort()[1]["A"], pred / "A_segmentation.nii.gz")  # an unknown naming
+    argv = ["--pred", str(pred), "--gt", str(gt), "--allow-missing"]
+    with pytest.raises(InputError, match=r"found: A_segmentation\.nii\.gz"):
+        cli_main(argv)
+    assert run_cli(cli_main, argv) == 2
+
+
+def test_id_ending_in_pred_is_kept_when_it_is_a_truth_id(tmp_path):
+    truths, preds = cohort()
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    write_mask(truths["A"], gt / "X_pred.nii.gz")  # a truth ID that itself ends in _pred
+    write_mask(truths["B"], gt / "Y.nii.gz")
+    write_mask(preds["A"], pred / "X_pred.nii.gz")
+    write_mask(preds["B"], pred / "Y_pred.nii.gz")
+    result = evaluate_folders(pred, gt, with_hd95=False)
+    assert result.missing_predictions == [] and result.unmatched_predictions == []
+    assert result.summary["gtvp_dsc"] == pytest.approx((0.75 + 1.0) / 2)
+
+
+def test_without_out_the_json_goes_to_stdout(tmp_path, capsys):
+    pred, gt = build(tmp_path)
+    assert run_cli(cli_main, ["--pred", str(pred), "--gt", str(gt), "--no-hd95", "--n-bootstrap", "100"]) == 1
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)  # stdout is the JSON only; the table goes to stderr
+    assert results["gtvp_dsc"] == pytest.approx(GTVP)
+    assert results["missing_predictions"] == ["C"]
+    assert "gtvp_dsc" in captured.err
+    for key in ("gtvp_dsc", "gtvn_agg_dsc", "gtvn_agg_f1", "task1_score"):
+        low, high = results[f"{key}_ci"]
+        assert low <= results[key] <= high
 
 
 def test_other_grid_is_resampled_onto_the_truth(tmp_path):
@@ -209,16 +269,68 @@ def test_c_index_from_clinical_and_risks(tmp_path):
 def test_missing_risk_counts_as_tie(tmp_path):
     clinical, risks = write_survival(tmp_path, ["5", "3", "4", "", "2", "1", "7"])  # P3 failed: empty risk
     out = tmp_path / "r.json"
-    assert cli_main(["--clinical", str(clinical), "--risks", str(risks), "--out", str(out)]) == 0
+    argv = ["--clinical", str(clinical), "--risks", str(risks), "--out", str(out)]
+    assert cli_main(argv) == 1  # an empty risk makes the run incomplete
     results = json.loads(out.read_text())
     assert results["c_index"] == pytest.approx(8.0 / 11)
     assert results["n_nan_risks"] == 1
 
 
+def test_patient_without_prediction_row_is_a_tie_and_reported(tmp_path):
+    clinical, risks = write_survival(tmp_path, ["5", "3", "4", "2", "2", "1", "7"])
+    table = pd.read_csv(risks)
+    table[table["PatientID"] != "P3"].to_csv(risks, index=False)  # P3 has no row at all
+    out, per_case = tmp_path / "r.json", tmp_path / "c.csv"
+    argv = [
+        "--clinical",
+        str(clinical),
+        "--risks",
+        str(risks),
+        "--out",
+        str(out),
+        "--per-case",
+        str(per_case),
+    ]
+    assert cli_main(argv) == 1
+    results = json.loads(out.read_text())
+    assert results["c_index"] == pytest.approx(8.0 / 11)  # as a NaN risk: tie in all its pairs
+    assert (results["missing_risks"], results["n_missing_risks"], results["n_survival"]) == (["P3"], 1, 6)
+    assert pd.read_csv(per_case).set_index("case_id").loc["P3", "risk_status"] == "missing"
+    assert cli_main([*argv, "--allow-missing"]) == 0
+    assert cli_main([*argv, "--only-predicted"]) == 0  # P3 left out: C over the other five
+    assert json.loads(out.read_text())["n_survival"] == 5
+
+
+def test_challenge_prediction_table_rfs_folder_and_2026_sign(tmp_path):
+    clinical, _ = write_survival(tmp_path, ["5", "3", "4", "2", "2", "1", "7"])
+    ids, values = ["P0", "P1", "P2", "P3", "P4", "P5"], [5, 3, 4, 2, 2, 1]
+    challenge = tmp_path / "submission.csv"
+    pd.DataFrame({"PatientID": ids, "Prediction": values}).to_csv(challenge, index=False)
+    folder = tmp_path / "outputs"
+    for cid, value in zip(ids, values):
+        (folder / cid).mkdir(parents=True)
+        (folder / cid / "rfs.json").write_text(json.dumps(-value))  # 2026: higher = longer survival
+    out = tmp_path / "r.json"
+    base = ["--clinical", str(clinical), "--out", str(out), "--n-bootstrap", "20"]
+    assert cli_main([*base, "--risks", str(challenge)]) == 0
+    assert json.loads(out.read_text())["c_index"] == pytest.approx(9.5 / 11)
+    assert cli_main([*base, "--risks", str(folder), "--risk-convention", "rfs2026"]) == 0
+    results = json.loads(out.read_text())
+    assert results["c_index"] == pytest.approx(9.5 / 11)
+    assert results["risk_convention"] == "rfs2026"
+    assert cli_main([*base, "--risks", str(folder)]) == 0  # the wrong sign: every ordered pair flips
+    assert json.loads(out.read_text())["c_index"] == pytest.approx(1 - 9.5 / 11)
+    (folder / "P0" / "rfs.json").write_text('"T2"')
+    with pytest.raises(InputError, match=r"P0.rfs.json: holds 'T2'; expected a bare JSON number"):
+        cli_main([*base, "--risks", str(folder)])
+
+
 def test_bad_survival_inputs_name_the_file(tmp_path):
     clinical, risks = write_survival(tmp_path, ["5", "3", "4", "2", "2", "1", "7"])
     risks.write_text("PatientID,score\nP0,1\n")
-    with pytest.raises(InputError, match=r"--risks .*risks.csv: no 'risk' column"):
+    with pytest.raises(
+        InputError, match=r"--risks .*risks.csv: expected one value column, 'Prediction' or 'risk'"
+    ):
         cli_main(["--clinical", str(clinical), "--risks", str(risks), "--out", str(tmp_path / "r.json")])
     with pytest.raises(InputError, match="--clinical and --risks go together"):
         cli_main(["--risks", str(risks), "--out", str(tmp_path / "r.json")])
@@ -234,3 +346,15 @@ def test_eval_py_help():
     )
     assert done.returncode == 0, done.stderr
     assert "--pred" in done.stdout and "--risks" in done.stdout
+
+
+def test_readme_command_works_verbatim(tmp_path, capsys):
+    """README: `hmvnet evaluate --pred DIR --gt DIR` (no --out) through the real CLI entry point."""
+    from hmvnet.app.cli import main
+
+    truths, preds = cohort()
+    pred, gt = build(tmp_path, preds={**preds, "C": truths["C"]})  # every case predicted (C perfectly)
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--n-bootstrap", "50"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["gtvp_dsc"] == pytest.approx((0.75 + 1.0 + 1.0) / 3)
+    assert results["n_missing_predictions"] == 0 and results["unmatched_predictions"] == ["D"]

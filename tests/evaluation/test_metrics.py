@@ -9,6 +9,7 @@ import pytest
 import torch
 from sksurv.metrics import concordance_index_censored
 
+from hmvnet import Label
 from hmvnet.evaluation.metrics import (
     AggregateDice,
     DetectionCounts,
@@ -65,7 +66,7 @@ def test_mean_dice_uses_empty_both():
     assert mean_without_empty == pytest.approx(0.4)
 
 
-def test_aggregated_dice_is_voxelwise_over_cases():
+def test_aggregated_dice_without_spacing_counts_voxels():
     p1, g1 = vol(), vol()
     p1[0:2, 0:2, 0:2] = 2  # 8
     g1[0:2, 0:2, 0:3] = 2  # 12, 8 shared
@@ -77,10 +78,51 @@ def test_aggregated_dice_is_voxelwise_over_cases():
     acc.update(p1, g1)
     acc.update(vol(), vol())  # an empty case changes nothing
     acc.update(p2, g2)
-    assert (acc.intersection, acc.total) == (8, 30)
+    assert (acc.intersection_mm3, acc.total_mm3) == (8.0, 30.0)
     assert acc.value == pytest.approx(expected)
     assert math.isnan(aggregated_dice([(vol(), vol())]))
     assert math.isnan(AggregateDice().value)
+
+
+def test_aggregated_dice_weighs_cases_by_voxel_volume_in_mm3():
+    """Four cases on four grids, worked out by hand (voxel volume v in mm^3; |P∩G|·v and (|P|+|G|)·v):
+
+    1. v = 1 x 1 x 1 = 1:     |P| 8,  |G| 12, |P∩G| 8  -> 8,  20
+    2. v = 2 x 1 x 1.5 = 3:   |P| 10, |G| 10, |P∩G| 5  -> 15, 60
+    3. v = 0.5 x 0.5 x 2 = 0.5: |P| 0, |G| 10, missed  -> 0,  5
+    4. v = 1 x 2 x 2 = 4:     |P| 6,  |G| 0, false     -> 0,  24
+    aggregated Dice = 2 (8 + 15) / (20 + 60 + 5 + 24) = 46 / 109; counting voxels instead would give
+    2 (8 + 5) / (20 + 20 + 10 + 6) = 26 / 56.
+    """
+    cases = []
+    p, g = vol(), vol()
+    p[0:2, 0:2, 0:2] = 2
+    g[0:2, 0:2, 0:3] = 2
+    cases.append((p, g, (1.0, 1.0, 1.0)))
+    p, g = vol(), vol()
+    p[0, 0, 0:10] = 2
+    g[0, 0, 5:15] = 2
+    cases.append((p, g, (2.0, 1.0, 1.5)))
+    p, g = vol(), vol()
+    g[3, 0:10, 4] = 2
+    cases.append((p, g, (0.5, 0.5, 2.0)))
+    p, g = vol(), vol()
+    p[7, 7, 0:6] = 2
+    p[0, 0, 0] = Label.GTVP  # other labels do not count
+    cases.append((p, g, (1.0, 2.0, 2.0)))
+    assert aggregated_dice(cases) == pytest.approx(46 / 109)
+    assert aggregated_dice([(p, g) for p, g, _ in cases]) == pytest.approx(26 / 56)
+    acc = AggregateDice()
+    for case in cases:
+        acc.update(*case)
+    assert (acc.intersection_mm3, acc.total_mm3) == pytest.approx((23.0, 109.0))
+    assert evaluate_segmentations(cases)["gtvn_agg_dsc"] == pytest.approx(46 / 109)
+    scorer = SegmentationScorer()
+    rows = [scorer.update(*case) for case in cases]
+    assert scorer.summary()["gtvn_agg_dsc"] == pytest.approx(46 / 109)
+    overlap = sum(r["vol_overlap_gtvn_ml"] for r in rows)
+    total = sum(r["vol_pred_gtvn_ml"] + r["vol_truth_gtvn_ml"] for r in rows)
+    assert 2 * overlap / total == pytest.approx(46 / 109)  # the per-case table holds the same terms
 
 
 # ------------------------------------------------------------------------------------------ detection
@@ -251,7 +293,7 @@ def test_case_metrics_row_and_scorer_summary():
     assert summary["gtvn_agg_f1"] == pytest.approx(2 / (2 + 1 + 1))
     assert summary["task1_score"] == pytest.approx(0.45 + 0.125 + 0.125)
     assert (summary["gtvn_tp"], summary["gtvn_fp"], summary["gtvn_fn"], summary["n_cases"]) == (1, 1, 1, 2)
-    assert evaluate_segmentations([(pred, truth, spacing), (truth, truth)]) == summary
+    assert evaluate_segmentations([(pred, truth, spacing), (truth, truth, spacing)]) == summary
 
 
 # ------------------------------------------------------------------------------------------ C-index
@@ -357,3 +399,11 @@ def test_cropping_to_the_foreground_changes_no_metric():
     empty_row, found = case_metrics(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)), spacing)
     assert empty_row["dice_gtvp"] == 1.0 and found.counts == DetectionCounts()
     assert math.isnan(empty_row["hd95_gtvn_mm"])
+
+
+def test_risks_closer_than_1e_8_are_ties():
+    time, event = [1.0, 2.0], [1, 0]  # one comparable pair: patient 0 relapsed first
+    assert concordance_index(time, event, [1.0 + 5e-9, 1.0]) == 0.5  # tie, both code paths
+    assert concordance_index(time, event, [np.nan, 1.0]) == 0.5
+    assert concordance_index(time, event, [1.0 + 1e-6, 1.0]) == 1.0
+    assert harrell(np.array(time), np.array(event, bool), np.array([1.0 + 5e-9, 1.0])) == 0.5

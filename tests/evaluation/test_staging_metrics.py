@@ -45,7 +45,7 @@ def test_evaluate_stages_truth_table_and_2026_sign(tmp_path):
     ]
     assert (
         cli_main(
-            [*base, "--out", str(tmp_path / "a.json"), "--rfs-convention", "longer", "--n-bootstrap", "10"]
+            [*base, "--out", str(tmp_path / "a.json"), "--risk-convention", "rfs2026", "--n-bootstrap", "10"]
         )
         == 0
     )
