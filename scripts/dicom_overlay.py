@@ -37,7 +37,9 @@ def main() -> None:
     ct_series = next(s.ct for s in index_tree(args.tree) if s.ct is not None and s.ct.uid == series_uid)
     ct, headers = read_series(ct_series.files, "CT")
     labels = read_seg_labels(seg_path, headers)
-    k = int(np.argmax((labels > 0).sum(axis=(1, 2))))
+    p, n = ((labels == v).sum(axis=(1, 2)) for v in (1, 2))
+    both = np.minimum(p, n)
+    k = int(np.argmax(both if both.max() > 0 else p + n))  # a slice showing both labels when one exists
     hu = sitk.GetArrayViewFromImage(ct)[k]
     z = float(headers[k].ImagePositionPatient[2])
     x0, y0 = (float(v) for v in headers[k].ImagePositionPatient[:2])
