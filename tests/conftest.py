@@ -108,3 +108,14 @@ def full_weights(tiny_weights, tmp_path_factory):
             str(weights / "segmentation"), "--gt-masks", "--config", str(tmp / "survival.json")]  # fmt: skip
     assert cli_main(argv) == 0
     return weights
+
+
+@pytest.fixture(scope="session")
+def dicom_tree(tmp_path_factory):
+    """A synthetic DICOM export tree (hmvnet.synthetic.dicom): 6 studies of 3 patients, 64x64x40 CT, with
+    truth.json (kind, true SUV factor, label file per case id). Read-only: copy it before changing files."""
+    from hmvnet.synthetic.dicom import write_tree
+
+    root = tmp_path_factory.mktemp("dicom")
+    truth = write_tree(root, n_studies=6, seed=3)
+    return root, truth

@@ -10,15 +10,22 @@ volumes, counts, timings; its presence with status "ok" marks a finished case), 
 ``OUT/summary.csv`` (+ ``OUT/qc.html``) rebuilt from every ``result.json`` at the end of each run, so shards and
 resumed runs compose.
 
-Sharding for job arrays: ``--shard K/N`` (K = 0..N-1) takes every N-th case starting at K, e.g. in SLURM
-``hmvnet predict ... --shard ${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}``, or in a Kubernetes indexed Job
-``--shard ${JOB_COMPLETION_INDEX}/<completions>``.
+A DICOM export tree (studies mixed, series in sub-folders, any file names) is indexed once and gives one case per
+study (:mod:`hmvnet.data.dicom_index`); studies without a usable CT/PET pair get ``result.json`` with status
+"skipped" and the reason. ``--dicom-out seg,rtstruct`` adds ``<case>_seg.dcm`` / ``<case>_rtstruct.dcm``
+(:mod:`hmvnet.app.dicom_export`). ``result.json`` records ``suv_factor`` and ``suv_source`` (docs/batch.md).
+
+Sharding for job arrays: ``--shard K/N`` (K = 0..N-1) takes every N-th case starting at K. Without ``--shard`` it
+is read from the environment: SLURM (``SLURM_ARRAY_TASK_ID`` - ``SLURM_ARRAY_TASK_MIN`` of
+``SLURM_ARRAY_TASK_COUNT``) or a Kubernetes Indexed Job (``JOB_COMPLETION_INDEX`` of ``HMVNET_SHARD_COUNT``, set it
+to the Job's ``completions``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,6 +53,7 @@ log = logging.getLogger(__name__)
 SUMMARY_COLUMNS = [
     "case_id", "status", "error", "risk", "gtvp_ml", "gtvn_ml", "n_gtvp", "n_gtvn", "rfs_value", "t_stage", "n_stage",
     "read_s", "preprocess_s", "inference_s", "postprocess_s", "survival_s", "total_s", "mask", "qc_png",
+    "suv_factor", "suv_source", "dicom_seg", "dicom_rtstruct",
 ]  # fmt: skip
 RESULT_EXTRA = ("mask_bytes", "mask_sha256", "warnings", "risk_source")
 """Kept in result.json beyond the summary columns (the mask's size and sha256 are checked on resume)."""
@@ -61,6 +69,21 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if n < 1 or not 0 <= k < n:
         raise InputError(f"--shard {text!r}: expected 0 <= K < N")
     return k, n
+
+
+def shard_from_environment(environ: dict[str, str] | None = None) -> tuple[int, int]:
+    """(K, N) from a SLURM job array or a Kubernetes Indexed Job (see the module docstring); (0, 1) otherwise."""
+    env = os.environ if environ is None else environ
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        k = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return parse_shard(f"{k}/{env['SLURM_ARRAY_TASK_COUNT']}")
+    if "JOB_COMPLETION_INDEX" in env:
+        if "HMVNET_SHARD_COUNT" not in env:
+            raise InputError(
+                "JOB_COMPLETION_INDEX is set but HMVNET_SHARD_COUNT is not: set it to the Job's completions"
+            )
+        return parse_shard(f"{env['JOB_COMPLETION_INDEX']}/{env['HMVNET_SHARD_COUNT']}")
+    return 0, 1
 
 
 def load_clinical_table(root: Path) -> dict[str, ClinicalRecord]:
@@ -124,6 +147,7 @@ def predict_cohort(
     shard: tuple[int, int] = (0, 1),
     num_workers: int = 1,
     qc: bool = False,
+    dicom_out: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Run ``pipeline`` (a :class:`hmvnet.app.pipeline.Pipeline`) over every case; returns the summary table."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -138,6 +162,7 @@ def predict_cohort(
     k, n = shard
     mine = cases[k::n]
     clinical = load_clinical_table(input_dir)
+    mine = [c for c in mine if not _skip_unusable(c, output_dir)]
     todo = [c for c in mine if overwrite or not _is_done(output_dir / c.name)]
     log.info("%d cases found, %d in shard %d/%d, %d to do (%d finished before)",
              len(cases), len(mine), k, n, len(todo), len(mine) - len(todo))  # fmt: skip
@@ -155,7 +180,9 @@ def predict_cohort(
                 if index + ahead < len(todo):
                     futures.append(pool.submit(read, todo[index + ahead]))
                 with case_context(folder.name):
-                    _run_one(pipeline, folder, futures[index], output_dir, outputs, mask_format, qc)
+                    _run_one(
+                        pipeline, folder, futures[index], output_dir, outputs, mask_format, qc, dicom_out
+                    )
             futures[index] = None  # type: ignore[call-overload]  # release the case's images
     seconds = time.perf_counter() - start
     if todo:
@@ -164,9 +191,20 @@ def predict_cohort(
     return write_summary(output_dir, qc, skipped)
 
 
+def _skip_unusable(case: Any, output_dir: Path) -> bool:
+    """A DICOM study without a usable CT/PET pair: log it, write result.json "skipped" with the reason."""
+    if getattr(case, "usable", True):
+        return False
+    log.warning("%s skipped: %s", case.name, case.reason)
+    row = {"case_id": case.name, "status": "skipped", "error": case.reason}
+    write_json(row, output_dir / case.name / "result.json")
+    return True
+
+
 def _run_one(
-    pipeline, folder: Path, future: Future, output_dir: Path, outputs: str, mask_format: str, qc: bool
-) -> None:
+    pipeline, folder: Any, future: Future, output_dir: Path, outputs: str, mask_format: str, qc: bool,
+    dicom_out: tuple[str, ...] = (),
+) -> None:  # fmt: skip
     case_dir = output_dir / folder.name
     case_dir.mkdir(parents=True, exist_ok=True)
     guards.clear_outputs(case_dir, [Path(f"{folder.name}.{mask_format}"), Path("qc.png"), Path("error.txt")])
@@ -188,6 +226,13 @@ def _run_one(
         spacing = case.ct.GetSpacing()
         row["n_gtvp"] = count_components(labels == Label.GTVP, spacing)
         row["n_gtvn"] = count_components(labels == Label.GTVN, spacing)
+        row["suv_factor"], row["suv_source"] = case.suv_factor, case.suv_source
+        if dicom_out:
+            from hmvnet.app.dicom_export import model_note, write_dicom_outputs
+
+            label = sitk.ReadImage(str(mask_path))
+            row.update(write_dicom_outputs(label, case.dicom_ct, case_dir, folder.name, dicom_out,
+                                           model_note(pipeline.weights_dir)))  # fmt: skip
         if qc:
             from hmvnet.app.qc import model_version, save_case_qc
 
@@ -253,15 +298,27 @@ def cli_main(argv: list[str]) -> int:
     args = predict_parser().parse_args(argv)
     from hmvnet.app.pipeline import Pipeline
 
-    shard = parse_shard(args.shard)
+    shard = parse_shard(args.shard) if args.shard else shard_from_environment()
+    from hmvnet.app.dicom_export import parse_dicom_outputs
+
+    dicom_out = parse_dicom_outputs(args.dicom_out)
     pipeline = Pipeline.load(
         args.weights, args.device, PROFILES[args.outputs].needs_survival, folds=args.folds, tta=args.tta
     )
     table = predict_cohort(pipeline, args.input, args.output, args.outputs, args.mask_format, args.overwrite,
-                           shard, args.num_workers, args.qc)  # fmt: skip
+                           shard, args.num_workers, args.qc, dicom_out)  # fmt: skip
     ok = int((table["status"] == "ok").sum())
     failed = table[~table["status"].isin(["ok", "skipped"])]
-    log.info("%d ok, %d failed; summary: %s", ok, len(failed), args.output / "summary.csv")
+    skipped = table[table["status"] == "skipped"]
+    log.info(
+        "%d ok, %d failed, %d skipped; summary: %s",
+        ok,
+        len(failed),
+        len(skipped),
+        args.output / "summary.csv",
+    )
+    for _, row in skipped.iterrows():
+        log.warning("skipped: %s: %s", row["case_id"], row["error"])
     for _, row in failed.iterrows():
         log.error("failed: %s: %s", row["case_id"], row["error"])
     return 0 if failed.empty else 1

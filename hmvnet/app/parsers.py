@@ -130,9 +130,13 @@ def predict_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--format", dest="mask_format", default="nii.gz", choices=MASK_FORMATS)
     parser.add_argument("--overwrite", action="store_true", help="redo finished cases")
-    parser.add_argument("--shard", default=None, help="K/N: every N-th case starting at K (0-based)")
+    parser.add_argument("--shard", default=None, help="K/N: every N-th case starting at K (0-based); default from "
+                        "SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX + HMVNET_SHARD_COUNT")  # fmt: skip
     parser.add_argument("--num-workers", type=int, default=1, help="cases read ahead in background threads")
     parser.add_argument("--qc", action="store_true", help="write QC pictures per case and qc.html")
+    parser.add_argument("--dicom-out", default="",
+                        help="seg,rtstruct (either or both): OUT/<case>/<case>_seg.dcm / _rtstruct.dcm "
+                        "for DICOM input (see docs/batch.md)")  # fmt: skip
     add_model_arguments(parser)
     return parser
 
@@ -224,6 +228,9 @@ def synth_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--truth-out", type=Path, help="with --gc-case: folder for label.nii.gz and truth.json"
     )
+    parser.add_argument("--format", choices=["nifti", "dicom"], default="nifti",
+                        help="dicom: a PACS-like DICOM export tree (--cases studies, default 6; --size small: "
+                        "the fast analytic phantom, else the realistic one; see docs/batch.md)")  # fmt: skip
     return parser
 
 

@@ -12,6 +12,7 @@ import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -43,6 +44,11 @@ class Case:
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     """Input problems corrected or tolerated while reading (also logged); recorded in the case's result."""
+    suv_factor: float | None = None
+    """SUV per PET unit when known (DICOM headers, :mod:`hmvnet.data.suv`); None: radiomics estimates the scale."""
+    suv_source: str = "estimated"
+    dicom_ct: list[Any] | None = None
+    """The CT's pydicom headers in slice order (DICOM input only): what DICOM SEG / RTSTRUCT reference."""
 
 
 def _has_image_suffix(path: Path) -> bool:
@@ -270,8 +276,13 @@ def detect_layout(path: Path) -> str:
     )
 
 
-def read_case(path: Path, clinical: ClinicalRecord | None = None) -> Case:
-    """Read a case folder in any supported layout (see :func:`detect_layout`)."""
+def read_case(path: Any, clinical: ClinicalRecord | None = None) -> Case:
+    """Read a case folder in any supported layout (see :func:`detect_layout`), or a study of a DICOM tree
+    (:class:`hmvnet.data.dicom_index.DicomStudy`, see :func:`discover_cases`)."""
+    if not isinstance(path, str | Path):
+        from hmvnet.data.dicom_series import read_dicom_study
+
+        return read_dicom_study(path, clinical)
     path = Path(path)
     layout = detect_layout(path)
     if layout == "gc":
@@ -287,8 +298,10 @@ def read_case(path: Path, clinical: ClinicalRecord | None = None) -> Case:
     )
 
 
-def discover_cases(root: Path) -> list[Path]:
-    """Case folders under ``root``: a HECKTOR release (``Task 1/<PID>``), or sub-folders in any layout."""
+def discover_cases(root: Path) -> list[Any]:
+    """Case folders under ``root``: a HECKTOR release (``Task 1/<PID>``), or sub-folders in any layout; when
+    none is found, the studies of a DICOM tree (:func:`hmvnet.data.dicom_index.index_tree`; each has ``.name``
+    and is read by :func:`read_case`; studies without a usable CT/PET pair are included with their reason)."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root} is not a folder")
@@ -303,4 +316,8 @@ def discover_cases(root: Path) -> list[Path]:
         except InputError:
             continue
         cases.append(sub)
+    if not cases:
+        from hmvnet.data.dicom_index import index_tree
+
+        return list(index_tree(root))
     return cases

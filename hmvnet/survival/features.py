@@ -239,16 +239,18 @@ def extract_features(
     label: sitk.Image,
     config: RadiomicsConfig | None = None,
     executor: Executor | None = None,
+    suv_factor: float | None = None,
 ) -> pd.Series:
     """All 2 048 radiomics features of one case.
 
     Args:
         ct: CT in HU.
-        pet: PET in SUV or Bq/ml (any global scale); converted to suv_eq.
+        pet: PET in SUV or Bq/ml (any global scale); converted to suv_eq, or to SUV with ``suv_factor``.
         label: label map (0 background, ``gtvp_label``, ``gtvn_label``); all three on one common grid.
         config: settings (default :class:`RadiomicsConfig`).
         executor: optional process pool (see :func:`make_executor`) reused across cases; without it a pool of
             ``config.workers`` processes is made for this call (none when ``workers == 1``).
+        suv_factor: SUV per PET unit from the DICOM headers; when known it replaces the body-median estimate.
 
     Returns:
         float64 Series indexed by :data:`FEATURE_NAMES`; NaN for variants too small to extract, counts >= 0.
@@ -261,7 +263,7 @@ def extract_features(
     spacing = tuple(float(s) for s in ct.GetSpacing())
     ct_arr = sitk.GetArrayViewFromImage(ct)
     suv_eq = pet_to_suv_equivalent(
-        sitk.GetArrayViewFromImage(pet), ct_arr, config.reference_body_suv, config.body_hu
+        sitk.GetArrayViewFromImage(pet), ct_arr, config.reference_body_suv, config.body_hu, suv_factor
     )
     label_arr = sitk.GetArrayViewFromImage(label)
     lesion_labels = (config.gtvp_label, config.gtvn_label)

@@ -11,7 +11,8 @@ PET arrives either in SUV or in Bq/ml (a factor of roughly 3 000-8 000 apart, an
 
     suv_eq = pet / median(pet[body]) * reference_body_suv,   body = CT > body_hu (default -400 HU)
 
-computed in float64. The median of the body uptake is a robust reference that scales with the image, so
+computed in float64 (when the PET headers give a true SUV factor, :mod:`hmvnet.data.suv`, that factor takes
+precedence: ``suv = pet * suv_factor``, see ``suv_factor`` below). The median of the body uptake is a robust reference that scales with the image, so
 ``suv_eq`` is invariant to any global factor: a float32 PET multiplied by an integer factor below 2**29 gives
 bit-identical ``suv_eq`` (float64 holds the products exactly and both quotients are correctly rounded), and
 in general the result agrees to float rounding. ``reference_body_suv`` (default 1.0, a typical soft-tissue
@@ -103,7 +104,11 @@ def max_reach_mm(variants: tuple[MaskVariant, ...] = MASK_VARIANTS) -> float:
 
 
 def pet_to_suv_equivalent(
-    pet: np.ndarray, ct: np.ndarray, reference_body_suv: float = 1.0, body_hu: float = -400.0
+    pet: np.ndarray,
+    ct: np.ndarray,
+    reference_body_suv: float = 1.0,
+    body_hu: float = -400.0,
+    suv_factor: float | None = None,
 ) -> np.ndarray:
     """PET on the SUV-equivalent scale ``pet / median(pet[ct > body_hu]) * reference_body_suv`` (float64).
 
@@ -112,6 +117,8 @@ def pet_to_suv_equivalent(
         ct: CT ``(z, y, x)`` in HU on the same grid; the body is ``ct > body_hu``.
         reference_body_suv: the value the body median maps to (a typical soft-tissue SUV).
         body_hu: HU threshold of the body.
+        suv_factor: SUV per PET unit known from the DICOM headers (body-weight SUV); when given (> 0 and
+            finite) it takes precedence and the result is the true SUV ``pet * suv_factor`` (float64).
 
     Returns:
         float64 array ``(z, y, x)``, invariant to a global scale factor of ``pet`` (see the module docstring).
@@ -123,6 +130,8 @@ def pet_to_suv_equivalent(
     ct = np.asarray(ct)
     if pet.shape != ct.shape:
         raise ValueError(f"PET shape {pet.shape} differs from CT shape {ct.shape}; both must be on one grid")
+    if suv_factor is not None and math.isfinite(suv_factor) and suv_factor > 0:
+        return pet.astype(np.float64) * float(suv_factor)
     body = ct > body_hu
     if not body.any():
         raise ValueError(f"no body voxels: no CT voxel is above {body_hu} HU, cannot normalise the PET")

@@ -78,14 +78,15 @@ def survival_inputs(
     clinical: ClinicalRecord,
     config: SurvivalConfig,
     executor: Any = None,
+    suv_factor: float | None = None,
 ) -> SurvivalInputs:
     """Build the inputs from a preprocessed case (normalised ``image`` ``(2, z, y, x)`` and the crop-grid CT, PET
-    and lesion label). Without segmentation features, radiomics is empty and the crop is centred on the grid."""
+    and lesion label; ``suv_factor``: SUV per PET unit when known, see :func:`extract_features`). Without segmentation features, radiomics is empty and the crop is centred on the grid."""
     label = sitk.GetArrayViewFromImage(crop_label)
     if config.use_segmentation_features:
         centre = lesion_centre(label)
         try:
-            feats = extract_features(ct_hu, pet, crop_label, config.radiomics, executor=executor)
+            feats = extract_features(ct_hu, pet, crop_label, config.radiomics, executor, suv_factor)
             radiomics = feats.to_numpy(dtype=np.float64)
         except ValueError as exc:  # e.g. a PET with no uptake in the body: impute every feature
             log.warning("radiomics not computable (%s): features imputed with training means", exc)
@@ -201,7 +202,7 @@ class SurvivalPredictor:
         if self._executor is None and self.config.radiomics.workers > 1:
             self._executor = make_executor(self.config.radiomics.workers)
         return survival_inputs(pre.image, pre.ct_hu, pre.pet, segmentation.crop_label, case.clinical,
-                               self.config, self._executor)  # fmt: skip
+                               self.config, self._executor, getattr(case, "suv_factor", None))  # fmt: skip
 
     def risk_from_inputs(self, inputs: SurvivalInputs) -> float:
         risks = np.array([fold.risk([inputs])[0] for fold in self.folds], dtype=np.float64)

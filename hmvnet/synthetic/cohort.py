@@ -940,6 +940,13 @@ def cli_main(argv: list[str]) -> int:
 
     parser = synth_parser()
     args = parser.parse_args(argv)
+    if args.format == "dicom":
+        from hmvnet.synthetic.dicom import write_tree
+
+        phantom = "simple" if args.size == "small" else "cohort"
+        truth = write_tree(args.out, args.cases or 6, args.seed, phantom=phantom)
+        log.info("DICOM tree of %d studies written to %s/export (truth.json beside it)", len(truth), args.out)
+        return 0
     if args.gc_case:
         case = write_gc_case(args.out, args.seed, args.size, args.truth_out)
         log.info("grand-challenge case %s written to %s", case.pid, args.out)
