@@ -20,6 +20,7 @@ OUTPUT_CHOICES = ("both", "hecktor2026", "segmentation", "survival")
 """The names of :data:`hmvnet.app.pipeline.OUTPUT_PROFILES` (a test keeps the two equal)."""
 MASK_FORMATS = ("nii.gz", "mha")
 SYNTH_SIZES = ("full", "small")
+SYNTH_GENERATORS = ("v2", "v1")
 """:data:`hmvnet.synthetic.cohort.SIZES` (a test keeps the two equal)."""
 DEFAULT_PORT = 4743
 
@@ -181,8 +182,10 @@ def synth_parser() -> argparse.ArgumentParser:
         "Synthetic PET/CT head-and-neck phantoms in the HECKTOR 2025 training layout "
         "(or one case in the grand-challenge layout with --gc-case).",
     )
-    parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--seed", type=int, required=True, help="cohort seed (same seed => identical files)")
+    parser.add_argument("-o", "--out", type=Path, help="output folder (required unless --report)")
+    parser.add_argument(
+        "--seed", type=int, help="cohort seed (same seed => identical files; required unless --report)"
+    )
     parser.add_argument("--cases", type=int, help="number of cases (training layout)")
     parser.add_argument(
         "--start-index", type=int, default=0, help="index of the first case (extends a cohort)"
@@ -192,6 +195,24 @@ def synth_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gc-case", action="store_true", help="write ONE case in the grand-challenge layout")
     parser.add_argument(
         "--truth-out", type=Path, help="with --gc-case: folder for label.nii.gz and truth.json"
+    )
+    parser.add_argument(
+        "--generator",
+        choices=SYNTH_GENERATORS,
+        default="v2",
+        help="phantom generator (v1: the original phantoms)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="train",
+        help="v2: 'test' adds centres never seen in training",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="measure the v2 cohort in DIR against the real-data figures; writes DIR/synth_realism.md",
     )
     return parser
 
