@@ -302,6 +302,14 @@ def cli_main(argv: list[str]) -> int:
 
     parser = synth_parser()
     args = parser.parse_args(argv)
+    if args.report is not None:
+        from hmvnet.synthetic.realism import write_report
+
+        passed, total = write_report(args.report)
+        print(f"{passed}/{total} realism figures within tolerance: {args.report / 'synth_realism.md'}")
+        return 0
+    if args.out is None or args.seed is None:
+        parser.error("--out and --seed are required unless --report is given")
     if args.gc_case:
         case = write_gc_case(args.out, args.seed, args.size, args.truth_out, args.generator)
         log.info("grand-challenge case %s written to %s", case.pid, args.out)

@@ -66,7 +66,7 @@ def _decoys(rng: np.random.Generator, p: Patient, whole_body: bool, d: dict[str,
         c = (x0 + side * rng.uniform(45, 95) * s, y0 + rng.uniform(-10, 40) * s, u(rng.uniform(235, 300)))
         r = float(rng.uniform(4.0, 8.0))
         out.append((ellipsoid(zv, c[2], c[0], c[1], (r, r, r * 1.3)), -90.0, float(rng.uniform(3.0, 15.0))))
-    d["heart_suv"] = d["bladder_suv"] = d["injection_suv"] = 0.0
+    d["heart_suv"] = d["bladder_suv"] = d["injection_suv"] = d["blood_pool_suv"] = d["liver_suv"] = 0.0
     if whole_body:
         out.extend(_body_organs(rng, p, d))
     return out
@@ -83,11 +83,11 @@ def _body_organs(rng: np.random.Generator, p: Patient, d: dict[str, Any]) -> lis
     out.append((tube(zv, [u(300), u(700)], x0 - 10 * s, y0 + 25 * s, 12 * s, 12 * s), SOFT_HU, blood))
     out.append((ellipsoid(zv, u(470), x0 + 25 * s, y0 - 10 * s, (55 * s, 45 * s, 50 * s)), SOFT_HU, heart))
     out.append((ellipsoid(zv, u(620), x0 - 70 * s, y0 + 10 * s, (80 * s, 70 * s, 70 * s)), 55.0, liver))
-    out.append((ellipsoid(zv, u(1080), x0, y0 - 20 * s, (40 * s, 35 * s, 30 * s)), 10.0, bladder))
+    out.append((ellipsoid(zv, u(870), x0, y0 - 20 * s, (40 * s, 35 * s, 30 * s)), 10.0, bladder))
     for side in (-1, 1):  # pelvic bones
         out.append(
             (
-                ellipsoid(zv, u(1010), x0 + side * 90 * s, y0 + 20 * s, (30 * s, 50 * s, 60 * s)),
+                ellipsoid(zv, u(820), x0 + side * 90 * s, y0 + 20 * s, (30 * s, 50 * s, 60 * s)),
                 CORTEX_HU,
                 0.6,
             )

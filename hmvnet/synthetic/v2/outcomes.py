@@ -39,18 +39,18 @@ _MISSABLE = (
 )
 
 HAZARD_V2: dict[str, float] = {
-    "hpv_negative": 0.90,  # HPV- (or unknown HPV treated as its true value) vs HPV+
-    "t_stage": 0.30,  # per T category (0-4), centred at 2.5
-    "n_stage": 0.30,  # per N category (0-3), centred at 1.5
-    "log_total_volume": 0.40,  # per ln(ml) of GTVp + GTVn, centred at ln(20)
-    "suv_max": 0.01,  # per SUV, centred at 14
-    "node_count": 0.05,  # per node, centred at 2
-    "age": 0.01,  # per year, centred at 60
-    "ecog": 0.20,  # per grade, centred at 1
-    "m1": 0.80,
-    "chemoradiotherapy": -0.20,  # centred at 0.87
+    "hpv_negative": 1.35,  # HPV- (or unknown HPV treated as its true value) vs HPV+
+    "t_stage": 0.45,  # per T category (0-4), centred at 2.5
+    "n_stage": 0.45,  # per N category (0-3), centred at 1.5
+    "log_total_volume": 0.60,  # per ln(ml) of GTVp + GTVn, centred at ln(20)
+    "suv_max": 0.015,  # per SUV, centred at 14
+    "node_count": 0.075,  # per node, centred at 2
+    "age": 0.015,  # per year, centred at 60
+    "ecog": 0.30,  # per grade, centred at 1
+    "m1": 1.20,
+    "chemoradiotherapy": -0.30,  # centred at 0.87
 }
-FRAILTY_SD = 0.8
+FRAILTY_SD = 0.5
 WEIBULL_SHAPE_V2 = 1.0
 WEIBULL_SCALE_V2_DAYS = 11000.0
 FOLLOW_UP_V2_DAYS = (900.0, 3300.0)  # administrative follow-up: several years
