@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hmvnet.data.task2 import TASK2_CSV
 from hmvnet.data.writers import write_text
 from hmvnet.errors import InputError
 from hmvnet.evaluation.metrics import concordance_index
-from hmvnet.synthetic.common import CSV_NAME, TRUTH_NAME
+from hmvnet.synthetic.common import TRUTH_NAME
 
 Rows = list[dict[str, str]]
 
@@ -414,7 +415,7 @@ def _read(path: Path) -> Rows:
 def measure(cohort_dir: Path | str) -> list[tuple[Figure, float, bool]]:
     """(figure, measured value, passed) for every :data:`FIGURES` entry on the v2 cohort in ``cohort_dir``."""
     d = Path(cohort_dir)
-    truth, clin = _read(d / TRUTH_NAME), _read(d / CSV_NAME)
+    truth, clin = _read(d / TRUTH_NAME), _read(d / TASK2_CSV)
     if not truth or "whole_body" not in truth[0]:
         raise InputError(f"{d / TRUTH_NAME}: not a v2 truth table (no 'whole_body' column)")
     out = []
