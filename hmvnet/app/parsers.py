@@ -21,6 +21,7 @@ OUTPUT_CHOICES = tuple(sorted(PROFILES))
 """The names of the output profiles (the one table: :mod:`hmvnet.app.profiles`)."""
 MASK_FORMATS = ("nii.gz", "mha")
 SYNTH_SIZES = ("full", "small")
+SYNTH_GENERATORS = ("v2", "v1")
 """:data:`hmvnet.synthetic.cohort.SIZES` (a test keeps the two equal)."""
 DEFAULT_PORT = 4743
 
@@ -216,8 +217,10 @@ def synth_parser() -> argparse.ArgumentParser:
         "Synthetic PET/CT head-and-neck phantoms in the HECKTOR 2025 training layout "
         "(or one case in the grand-challenge layout with --gc-case).",
     )
-    parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--seed", type=int, required=True, help="cohort seed (same seed => identical files)")
+    parser.add_argument("-o", "--out", type=Path, help="output folder (required unless --report)")
+    parser.add_argument(
+        "--seed", type=int, help="cohort seed (same seed => identical files; required unless --report)"
+    )
     parser.add_argument("--cases", type=int, help="number of cases (training layout)")
     parser.add_argument(
         "--start-index", type=int, default=0, help="index of the first case (extends a cohort)"
@@ -231,6 +234,24 @@ def synth_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=["nifti", "dicom"], default="nifti",
                         help="dicom: a PACS-like DICOM export tree (--cases studies, default 6; --size small: "
                         "the fast analytic phantom, else the realistic one; see docs/batch.md)")  # fmt: skip
+    parser.add_argument(
+        "--generator",
+        choices=SYNTH_GENERATORS,
+        default="v2",
+        help="phantom generator (v1: the original phantoms)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="train",
+        help="v2: 'test' adds centres never seen in training",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="measure the v2 cohort in DIR against the real-data figures; writes DIR/synth_realism.md",
+    )
     return parser
 
 
