@@ -90,7 +90,7 @@ def paper_weights(src: Path, dst: Path) -> None:
     """A weights folder with the paper's segmentation configuration and random weights; survival copied."""
     import torch
 
-    from hmvnet.config import SegmentationConfig, load_config
+    from hmvnet.config import SegmentationConfig, load_config, save_config
     from hmvnet.data.weights import save_state_dict
     from hmvnet.segmentation.network import build_model
 
@@ -109,8 +109,7 @@ def paper_weights(src: Path, dst: Path) -> None:
         build_model(config.model).state_dict(), dst / "segmentation" / "fold0.safetensors"
     )
     config = dataclasses.replace(config, weights={"fold0.safetensors": digest})
-    data = json.loads(json.dumps(dataclasses.asdict(config)))
-    (dst / "segmentation" / "config.json").write_text(json.dumps(data, indent=2))
+    save_config(config, dst / "segmentation")
 
 
 def long_fov_case(src: Path, dst: Path, fov_mm: float) -> None:
@@ -314,9 +313,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", type=Path, default=None, help="work folder to keep (default: a temporary one)"
     )
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="re-report (and with --flops, add FLOPs to) a JSON written before; run no case")  # fmt: skip
     args = parser.parse_args(argv)
     if args.child:
         return child(args)
+    if args.from_json is not None:
+        data = json.loads(args.from_json.read_text())
+        if args.flops:
+            data["flops"] = window_flops()
+        notes = args.out.with_suffix(".notes.md")
+        data["notes"] = notes.read_text().splitlines() if notes.exists() else []
+        report(data, args.out)
+        return 0
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="hmvnet-paper-"))
     tmp.mkdir(parents=True, exist_ok=True)
     weights = tmp / "weights-paper"
