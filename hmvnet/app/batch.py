@@ -172,7 +172,8 @@ def predict_cohort(
     def read(folder: Path) -> Case:
         return read_case(folder, clinical.get(folder.name))
 
-    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+    # log lines (e.g. the sliding window's progress) are written above the progress bar, not through it
+    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool, logging_redirect_tqdm():
         ahead = max(1, num_workers)
         futures: list[Future] = [pool.submit(read, c) for c in todo[:ahead]]
         with logging_redirect_tqdm():

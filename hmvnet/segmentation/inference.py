@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ SIZE_MULTIPLE = 32
 MIRROR_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
 """Mirroring TTA: identity plus one flip along each spatial axis (z, y, x of an ``(N, C, z, y, x)`` tensor).
 Four passes rather than nnU-Net's eight axis combinations, to bound the cost under the challenge time limit."""
+
+PROGRESS_EVERY_S = 10.0
+"""Seconds between two sliding-window progress lines in the log (windows done / total, ETA)."""
 
 STITCH_FRACTION_OF_FREE = 0.5
 """The stitching buffer goes on the GPU only if it needs at most this fraction of the free GPU memory."""
@@ -147,14 +151,59 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
+def count_windows(spatial: Sequence[int], roi: Sequence[int], overlap: float) -> int:
+    """Windows MONAI's sliding window evaluates over an image of ``spatial`` (z, y, x) voxels: per axis one window
+    when the image fits in the roi, else ``ceil((size - roi) / interval) + 1`` with ``interval = int(roi * (1 -
+    overlap))`` (at least 1), as in ``monai.inferers.utils._get_scan_interval``."""
+    n = 1
+    for size, r in zip(spatial, roi, strict=True):
+        interval = max(int(r * (1 - overlap)), 1)
+        n *= 1 if size <= r else math.ceil((size - r) / interval) + 1
+    return n
+
+
+class _Progress:
+    """Logs ``windows done / total`` with an ETA at most every :data:`PROGRESS_EVERY_S` seconds (through the
+    ``hmvnet`` logger, so ``logging_redirect_tqdm`` in batch mode keeps the progress bar intact)."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.reset()
+
+    def reset(self) -> None:
+        self.done = 0
+        self.start = time.perf_counter()
+        self.last = self.start
+
+    def step(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last < PROGRESS_EVERY_S or self.done >= self.total:
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        log.info(
+            "sliding window: %d/%d windows, %.0f s elapsed, ETA %.0f s",
+            self.done,
+            self.total,
+            now - self.start,
+            (self.total - self.done) / rate,
+        )
+
+
 def _ensemble_predictor(
-    models: Sequence[nn.Module], config: InferenceConfig, counter: list[int]
+    models: Sequence[nn.Module],
+    config: InferenceConfig,
+    counter: list[int],
+    progress: _Progress | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Window batch ``(n, 2, z, y, x)`` -> mean softmax ``(n, 3, z, y, x)`` float32 over models and flips."""
     flips = MIRROR_FLIPS if config.mirror_tta else ((),)
 
     def predict(window: torch.Tensor) -> torch.Tensor:
         counter[0] += int(window.shape[0])
+        if progress is not None:
+            progress.step(int(window.shape[0]))
         total: torch.Tensor | None = None
         with _autocast(window.device, config.amp):
             for model, dims in itertools.product(models, flips):
@@ -197,7 +246,8 @@ def _predict(
     stitch_bytes = 4 * (3 + 1) * int(np.prod(padded))
     attempts = plan_attempts(device, stitch_bytes, _free_cuda_bytes(device))
     counter = [0]
-    predictor = _ensemble_predictor(models, config, counter)
+    progress = _Progress(count_windows(padded, config.roi_size, float(config.overlap)))
+    predictor = _ensemble_predictor(models, config, counter, progress)
 
     def move_models(target: torch.device) -> None:
         for model in models:
@@ -205,6 +255,7 @@ def _predict(
 
     def run(attempt: Attempt) -> torch.Tensor:
         counter[0] = 0
+        progress.reset()  # a fallback attempt starts over
         moved = attempt.compute != device
         if moved:
             move_models(attempt.compute)

@@ -11,9 +11,11 @@ from torch import nn
 
 from hmvnet.config import InferenceConfig
 from hmvnet.errors import InputError, WeightsError
+from hmvnet.segmentation import inference
 from hmvnet.segmentation.inference import (
     Attempt,
     SegmentationInferer,
+    count_windows,
     plan_attempts,
     predict_probabilities,
     run_with_fallback,
@@ -138,6 +140,25 @@ def test_logs_windows_and_time(caplog):
     with caplog.at_level(logging.INFO, logger="hmvnet"):
         SegmentationInferer([pointwise_model(W1, B1)], CONFIG, "cpu")(random_image((40, 32, 32)))
     assert any("2 windows" in r.getMessage() and " s" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("shape", [(45, 50, 70), (20, 24, 16), (96, 33, 64)])
+def test_count_windows_matches_monai(shape):
+    inferer = SegmentationInferer([pointwise_model(W1, B1)], CONFIG, "cpu")
+    inferer(random_image(shape))
+    padded = [max(s, r) for s, r in zip(shape, ROI)]
+    assert count_windows(padded, ROI, CONFIG.overlap) == inferer.last_windows
+
+
+def test_progress_lines_count_windows_up_to_total(caplog, monkeypatch):
+    monkeypatch.setattr(inference, "PROGRESS_EVERY_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="hmvnet"):
+        SegmentationInferer([pointwise_model(W1, B1)], InferenceConfig(roi_size=ROI, sw_batch_size=1), "cpu")(
+            random_image((45, 50, 70))
+        )
+    lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
+    # 12 windows one at a time: a line after each window but the last (the final summary line reports the total)
+    assert [line.split()[2] for line in lines] == [f"{k}/12" for k in range(1, 12)]
 
 
 def test_bad_inputs_are_reported():
