@@ -122,13 +122,13 @@ def segmentation_section() -> list[str]:
         "",
         "* **validation**: the 12 validation phantoms of the training run (`weights/segmentation/split.json`), used "
         "to keep the best epoch and to choose the post-processing; optimistic by construction.",
-        "* **held-out A** (`hmvnet synth --cases 24 --seed 202`): never trained on, but scored after each earlier "
+        "* **held-out A** (`hmvnet synth --generator v1 --cases 24 --seed 202`): never trained on, but scored after each earlier "
         "training stage, and once before a choice: the first default chosen on validation without a volume sweep "
         "(primary_mass, 0.7, 50 mm³, nearest; GTVp 0.845, aggDSC 0.702 counted in voxels, F1 0.620 with the "
         "stage-1 weights) showed "
         "many small false-positive nodes there, which prompted the sweep of the smallest kept component, decided "
         "on validation only. Mildly optimistic.",
-        "* **held-out B** (`hmvnet synth --cases 24 --seed 404`): generated before the stage-2 training, scored "
+        "* **held-out B** (`hmvnet synth --generator v1 --cases 24 --seed 404`): generated before the stage-2 training, scored "
         "once, after every choice had been made: the cleanest estimate here.",
         "",
     ]
@@ -243,6 +243,13 @@ def survival_section() -> list[str]:
     return lines
 
 
+def staging_section() -> list[str]:
+    """The T/N staging section, written by hand from `hmvnet train-staging`'s out-of-fold output
+    (docs/results/staging.md, whose first line is its heading)."""
+    path = DOCS / "results" / "staging.md"
+    return [*path.read_text().rstrip().splitlines(), ""] if path.is_file() else []
+
+
 def benchmarks_section() -> list[str]:
     lines = []
     for path in sorted((DOCS / "benchmarks").glob("*.md")):
@@ -270,6 +277,7 @@ def main() -> None:
         "## Survival (phantom cohort, out-of-fold)",
         "",
         *survival_section(),
+        *staging_section(),
         "## Benchmarks",
         "",
         *benchmarks_section(),
